@@ -1,0 +1,12 @@
+"""Plots comparing real and synthetic AnnData (matplotlib only, scanpy look).
+
+Every function takes ``ax=`` (or ``axs=`` for several panels) and ``show=``, and returns the
+Axes (a list for several panels) unless the figure is shown.
+"""
+
+from ._dropout import dropout_pattern
+from ._genes_detected import genes_detected
+from ._metrics import metrics
+from ._umap import umap
+
+__all__ = ["dropout_pattern", "genes_detected", "metrics", "umap"]

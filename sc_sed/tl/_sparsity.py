@@ -1,0 +1,129 @@
+"""Per-feature and per-row sparsity statistics, computed without densifying sparse input."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.stats import pearsonr, wasserstein_distance
+
+from ._checks import Matrix, _check_values, _get_matrix
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+VAR_KEYS = ("sc_sed_detection_rate", "sc_sed_mean")
+OBS_KEYS = ("sc_sed_n_nonzero", "sc_sed_total")
+
+
+def _feature_detection(X: Matrix) -> np.ndarray:
+    """Fraction of rows in which each feature is non-zero (explicitly stored zeros do not count)."""
+    if sparse.issparse(X):
+        counts = np.bincount(X.indices[X.data != 0], minlength=X.shape[1])
+    else:
+        counts = np.count_nonzero(X, axis=0)
+    return counts / X.shape[0]
+
+
+def _row_nnz(X: Matrix) -> np.ndarray:
+    """Count the non-zero entries of each row."""
+    if sparse.issparse(X):
+        row_of_entry = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        return np.bincount(row_of_entry[X.data != 0], minlength=X.shape[0])
+    return np.count_nonzero(X, axis=1)
+
+
+def _column_mean(X: Matrix) -> np.ndarray:
+    return np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
+
+
+def _row_total(X: Matrix) -> np.ndarray:
+    return np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
+
+
+def sparsity_stats(
+    adata: AnnData, *, layer: str | None = None, inplace: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Per-feature detection rates and means, per-row non-zero counts and totals.
+
+    Computed directly on sparse matrices (no densification); explicitly stored zeros count as zeros.
+
+    Parameters
+    ----------
+    adata
+        Data to describe (rows are observations, columns features).
+    layer
+        Layer to use instead of ``adata.X``.
+    inplace
+        Write the statistics into ``adata`` instead of returning them.
+
+    Returns
+    -------
+    With ``inplace=False``, ``(var_df, obs_df)``: ``var_df`` (indexed by ``var_names``) has columns
+    ``"sc_sed_detection_rate"`` (fraction of rows in which the feature is non-zero) and
+    ``"sc_sed_mean"`` (mean value over all rows, zeros included); ``obs_df`` (indexed by
+    ``obs_names``) has ``"sc_sed_n_nonzero"`` (non-zero entries in the row) and ``"sc_sed_total"``
+    (sum of the row, e.g. the library size). With ``inplace=True``, the same columns are written to
+    ``adata.var`` and ``adata.obs`` under the same keys and None is returned.
+
+    Examples
+    --------
+    >>> var_df, obs_df = sc_sed.tl.sparsity_stats(adata)
+    >>> sc_sed.tl.sparsity_stats(adata, inplace=True)
+    >>> adata.var["sc_sed_detection_rate"]
+    """
+    X = _get_matrix(adata, layer, name="adata")
+    _check_values(X, name="adata", need_counts=False)
+    var_df = pd.DataFrame(
+        dict(zip(VAR_KEYS, (_feature_detection(X), _column_mean(X)), strict=True)),
+        index=adata.var_names.copy(),
+    )
+    obs_df = pd.DataFrame(
+        dict(zip(OBS_KEYS, (_row_nnz(X), _row_total(X)), strict=True)),
+        index=adata.obs_names.copy(),
+    )
+    if not inplace:
+        return var_df, obs_df
+    for key in VAR_KEYS:
+        adata.var[key] = var_df[key].to_numpy()
+    for key in OBS_KEYS:
+        adata.obs[key] = obs_df[key].to_numpy()
+    return None
+
+
+def _zero_fraction(X: Matrix) -> float:
+    n_nonzero = np.count_nonzero(X.data) if sparse.issparse(X) else np.count_nonzero(X)
+    return 1.0 - n_nonzero / (X.shape[0] * X.shape[1])
+
+
+def _safe_pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(pearsonr(a, b).statistic)
+
+
+def _sparsity_metrics(X_real: Matrix, X_synth: Matrix) -> dict[str, float]:
+    """Zero fractions, detection-rate agreement and the per-row non-zero count distance."""
+    zf_real, zf_synth = _zero_fraction(X_real), _zero_fraction(X_synth)
+    det_real, det_synth = _feature_detection(X_real), _feature_detection(X_synth)
+    return {
+        "zero_fraction_real": zf_real,
+        "zero_fraction_synth": zf_synth,
+        "zero_fraction_diff": zf_synth - zf_real,
+        "detection_rate_pearson": _safe_pearson(det_real, det_synth),
+        "detection_rate_mae": float(np.mean(np.abs(det_real - det_synth))),
+        "nnz_per_row_wasserstein": float(wasserstein_distance(_row_nnz(X_real), _row_nnz(X_synth))),
+    }
+
+
+def _n_spurious_features(X_synth: Matrix, *references: Matrix) -> int:
+    """Features non-zero in some synthetic row but zero in every row of all references."""
+    seen = np.zeros(X_synth.shape[1], dtype=bool)
+    for X in references:
+        seen |= _feature_detection(X) > 0
+    return int(np.count_nonzero((_feature_detection(X_synth) > 0) & ~seen))
