@@ -1,2 +1,23 @@
-"""Sparsity-Exploiting Diffusion for sparse AnnData."""
+"""Sparsity-Exploiting Diffusion (SED) for sparse AnnData: generation with exact zeros."""
+
+import warnings
+
 __version__ = "0.1.0"
+
+# scvi-tools loads sparse minibatches as torch CSR tensors, which torch flags as beta.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+from . import data, datasets, pl, tl  # noqa: E402
+
+__all__ = ["SEDModel", "__version__", "data", "datasets", "pl", "tl"]
+
+
+def __getattr__(name: str):
+    # The model needs torch, scvi-tools and Lightning; import them on first use so that
+    # the data adapters, tools and plots stay light.
+    if name == "SEDModel":
+        from .model import SEDModel
+
+        return SEDModel
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

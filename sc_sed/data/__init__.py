@@ -1,0 +1,51 @@
+"""Sparse data handling: CSR <-> (index, value) tokens, and adapters to sparse AnnData."""
+
+from ._coo import from_coo, from_dense, to_coo, to_dense
+from ._images import from_images, to_images
+from ._interactions import from_interactions, to_interactions
+from ._mudata import concat_modalities, split_modalities
+from ._stats import MatrixStats, matrix_stats
+
+# The token functions need torch; load them on first use so that the adapters (and
+# sc_sed.tl / sc_sed.pl, which use them) import without torch.
+_TOKEN_NAMES = (
+    "TokenBatch",
+    "csr_to_tokens",
+    "pairs_to_csr",
+    "special_ids",
+    "tokens_from_csr",
+    "tokens_from_tensor",
+    "tokens_to_csr",
+)
+
+
+def __getattr__(name: str):
+    if name in _TOKEN_NAMES:
+        from . import _tokens
+
+        return getattr(_tokens, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+__all__ = [
+    "MatrixStats",
+    "matrix_stats",
+    "TokenBatch",
+    "csr_to_tokens",
+    "pairs_to_csr",
+    "special_ids",
+    "tokens_from_csr",
+    "tokens_from_tensor",
+    "tokens_to_csr",
+    "from_coo",
+    "from_dense",
+    "to_coo",
+    "to_dense",
+    "from_images",
+    "to_images",
+    "from_interactions",
+    "to_interactions",
+    "concat_modalities",
+    "split_modalities",
+]

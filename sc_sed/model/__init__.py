@@ -1,0 +1,5 @@
+"""AnnData-facing models."""
+
+from ._sed import SEDModel
+
+__all__ = ["SEDModel"]

@@ -1,0 +1,82 @@
+"""scvi-tools registry field for SED's sparse data layer."""
+
+from __future__ import annotations
+
+import numpy as np
+from anndata import AnnData
+from scvi.data.fields import LayerField
+
+from sc_sed.data import matrix_stats
+
+
+def _where(layer: str | None) -> str:
+    return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+
+
+class SparseLayerField(LayerField):
+    """The data matrix of an SED model: validated, never modified, summarised once.
+
+    Unlike scvi-tools' :class:`~scvi.data.fields.LayerField` it does not reformat the
+    user's matrix in place (dense or CSC data are accepted and read as they are), and it
+    stores what the model needs in the registry, so a saved model can be rebuilt without
+    its AnnData: the longest row (``max_nonzero``), whether values are integers or
+    negative, and which features are ever non-zero (``seen``).
+    """
+
+    STATS_KEY = "sc_sed_stats"
+
+    def __init__(self, registry_key: str, layer: str | None):
+        super().__init__(registry_key, layer, is_count_data=False, correct_data_format=False)
+
+    def validate_field(self, adata: AnnData) -> None:
+        """Check the layer exists, is non-empty and numeric."""
+        if self.attr_key is not None and self.attr_key not in adata.layers:
+            msg = (
+                f"Layer {self.attr_key!r} not found in adata.layers "
+                f"(available: {list(adata.layers.keys())}). Pass an existing `layer=` or "
+                "`layer=None` to use adata.X."
+            )
+            raise KeyError(msg)
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            msg = f"The AnnData is empty ({adata.n_obs} × {adata.n_vars}); SED needs rows and features."
+            raise ValueError(msg)
+        x = self.get_field_data(adata)
+        dtype = getattr(x, "dtype", None)
+        if dtype is None or dtype.kind not in "biuf":
+            msg = (
+                f"{_where(self.attr_key)} has non-numeric dtype {dtype}; convert it to "
+                "numbers first, e.g. `adata.X = adata.X.astype(np.float32)`."
+            )
+            raise TypeError(msg)
+        super().validate_field(adata)
+
+    def _stats(self, adata: AnnData) -> dict:
+        stats = matrix_stats(self.get_field_data(adata))
+        if stats.n_nonfinite:
+            msg = (
+                f"{_where(self.attr_key)} contains {stats.n_nonfinite} NaN or infinite "
+                "values; SED needs finite values. Replace them (e.g. with np.nan_to_num) "
+                "or drop the affected rows."
+            )
+            raise ValueError(msg)
+        out = stats.to_dict()
+        out["seen"] = np.asarray(out["seen"])
+        return out
+
+    def register_field(self, adata: AnnData) -> dict:
+        """Register the layer and record its summary statistics."""
+        state = super().register_field(adata)
+        state[self.STATS_KEY] = self._stats(adata)
+        return state
+
+    def transfer_field(self, state_registry: dict, adata_target: AnnData, **kwargs) -> dict:
+        """Register a new AnnData with the *training* statistics (validated, not refitted)."""
+        state = super().transfer_field(state_registry, adata_target, **kwargs)
+        state[self.STATS_KEY] = state_registry[self.STATS_KEY]
+        return state
+
+    def get_summary_stats(self, state_registry: dict) -> dict:
+        """Summary stats: scvi-tools' ``n_vars``/``n_cells`` plus the longest row."""
+        summary = super().get_summary_stats(state_registry)
+        summary["max_nonzero"] = int(state_registry[self.STATS_KEY]["max_nonzero"])
+        return summary

@@ -1,0 +1,59 @@
+"""Assemble generated rows into an AnnData that looks like the training data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ._conditions import ConditionSpec
+
+
+def condition_obs(
+    specs: Sequence[ConditionSpec], codes: np.ndarray, index: pd.Index
+) -> pd.DataFrame:
+    """Categorical obs columns (training categories) for condition codes."""
+    obs = pd.DataFrame(index=index)
+    for k, spec in enumerate(specs):
+        obs[spec.obs_key] = pd.Categorical.from_codes(codes[:, k], categories=list(spec.categories))
+    return obs
+
+
+def synthetic_anndata(
+    x: sp.csr_matrix,
+    var_names: Sequence[str],
+    obs: pd.DataFrame,
+    *,
+    layer: str | None,
+    uns: dict[str, Any],
+) -> AnnData:
+    """Wrap generated rows: CSR ``X`` (and ``layers[layer]``), ``obs["synthetic"]``, provenance.
+
+    Parameters
+    ----------
+    x
+        ``(n, n_features)`` generated values.
+    var_names
+        Training feature names.
+    obs
+        Per-row annotations (conditions); ``synthetic = True`` is added.
+    layer
+        Registered layer name, or None when ``X`` was used.
+    uns
+        Provenance stored under ``uns["sc_sed"]``.
+
+    Returns
+    -------
+    The AnnData.
+    """
+    obs = obs.copy()
+    obs["synthetic"] = True
+    adata = AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(var_names, dtype=str)))
+    if layer is not None:
+        adata.layers[layer] = adata.X.copy()
+    adata.uns["sc_sed"] = uns
+    return adata

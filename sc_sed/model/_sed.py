@@ -1,0 +1,636 @@
+"""SEDModel: the AnnData-facing model (registry, training, generation, save/load)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
+from scvi.model._utils import use_distributed_sampler
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+from tqdm.auto import tqdm
+
+from sc_sed.data import pairs_to_csr
+from sc_sed.module import SEDModule
+from sc_sed.train import (
+    AutoencoderTrainingPlan,
+    DiffusionTrainingPlan,
+    LatentDataModule,
+    SparseDataSplitter,
+    tokenize_batch,
+)
+
+from ._conditions import condition_codes, condition_specs, draw_conditions
+from ._fields import SparseLayerField
+from ._output import condition_obs, synthetic_anndata
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+FACTORISED_HEAD_MIN_FEATURES = 4096
+
+
+def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | None]) -> None:
+    for arg, value in keys.items():
+        for key in [value] if isinstance(value, str) else (value or []):
+            if key not in adata.obs:
+                msg = (
+                    f"{arg}={key!r} is not a column of adata.obs "
+                    f"(columns: {list(adata.obs.columns)[:20]})."
+                )
+                raise KeyError(msg)
+
+
+def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -> int:
+    steps_per_epoch = max(1, math.ceil(n_rows / batch_size))
+    return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
+
+
+class SEDModel(BaseModelClass):
+    """Sparsity-Exploiting Diffusion for sparse AnnData.
+
+    Rows are encoded from their non-zero (feature, value) pairs by a set encoder,
+    modelled by diffusion in the latent space, and decoded autoregressively into
+    strictly increasing (feature, value) pairs; every other entry is an exact zero.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (None when loading a saved model).
+    registry
+        Registry of a saved model (used by :meth:`load`).
+    n_latent
+        Size of the latent space.
+    n_hidden
+        Transformer width.
+    n_layers
+        Transformer layers of the encoder and of the decoder.
+    n_heads
+        Attention heads.
+    n_ff
+        Feed-forward width of the Transformers.
+    dropout_rate
+        Transformer dropout.
+    n_memory
+        Memory tokens made from the latent for the decoder's cross-attention.
+    index_head
+        ``"flat"`` (one softmax over all features, O(D) per token), ``"factorised"``
+        (block then offset, O(√D) per token) or ``"auto"`` (factorised from
+        4,096 features on).
+    block_size
+        Block size of the factorised head (default ``ceil(sqrt(D))``).
+    value_likelihood
+        Likelihood of the non-zero values: ``"ztnb"`` (zero-truncated negative
+        binomial), ``"ztpoisson"``, ``"lognormal"``, ``"gaussian"``, or ``"auto"``:
+        ``"ztnb"`` for integer data, ``"lognormal"`` for other non-negative data.
+    max_nonzero
+        Longest row the decoder generates (default: the longest registered row).
+    on_long_rows
+        Rows longer than ``max_nonzero`` raise (``"error"``) or keep their
+        ``max_nonzero`` largest values (``"truncate"``).
+    mask_unseen_features
+        Never generate features that are zero in every registered row.
+    kl_weight
+        Weight β of the KL term of the autoencoder.
+    denoiser_widths
+        Widths of the MLP U-Net denoiser.
+    cond_dropout
+        Probability of dropping each condition in diffusion training (for guidance).
+    **module_kwargs
+        Further :class:`~sc_sed.module.SEDModule` arguments.
+
+    Examples
+    --------
+    >>> adata = sc_sed.datasets.pbmc68k_counts()
+    >>> sc_sed.SEDModel.setup_anndata(adata, layer="counts", labels_key="bulk_labels")
+    >>> model = sc_sed.SEDModel(adata)
+    >>> model.train()
+    >>> synth = model.generate(n_cells=500)
+    """
+
+    _module_cls = SEDModule
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        registry: dict | None = None,
+        n_latent: int = 64,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        n_ff: int = 256,
+        dropout_rate: float = 0.1,
+        n_memory: int = 4,
+        index_head: Literal["auto", "flat", "factorised"] = "auto",
+        block_size: int | None = None,
+        value_likelihood: Literal["auto", "ztnb", "ztpoisson", "lognormal", "gaussian"] = "auto",
+        max_nonzero: int | None = None,
+        on_long_rows: Literal["error", "truncate"] = "error",
+        mask_unseen_features: bool = True,
+        kl_weight: float = 1e-6,
+        denoiser_widths: Sequence[int] = (512, 512, 256, 128),
+        cond_dropout: float = 0.1,
+        **module_kwargs: Any,
+    ):
+        super().__init__(adata, registry)
+        stats = self._data_stats
+        self.value_likelihood_ = self._resolve_likelihood(value_likelihood, stats)
+        self.index_head_ = self._resolve_index_head(index_head, stats["n_vars"])
+        self.max_nonzero_ = int(max_nonzero or max(1, stats["max_nonzero"]))
+        if self.max_nonzero_ < 1:
+            raise ValueError(f"max_nonzero must be >= 1, got {max_nonzero}.")
+        self.on_long_rows = on_long_rows
+        self._conditions = condition_specs(self.registry_)
+        allowed = torch.as_tensor(np.asarray(stats["seen"])) if mask_unseen_features else None
+        self.module = self._module_cls(
+            n_features=stats["n_vars"],
+            max_nonzero=self.max_nonzero_,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            n_ff=n_ff,
+            dropout_rate=dropout_rate,
+            n_memory=n_memory,
+            index_head=self.index_head_,
+            block_size=block_size,
+            value_likelihood=self.value_likelihood_,
+            kl_weight=kl_weight,
+            allowed_features=allowed,
+            n_cats_per_cond=[c.n_cats for c in self._conditions],
+            denoiser_widths=denoiser_widths,
+            cond_dropout=cond_dropout,
+            **module_kwargs,
+        )
+        self.autoencoder_trained_ = False
+        self.diffusion_trained_ = False
+        cond = ", ".join(c.obs_key for c in self._conditions) or "none"
+        self._model_summary_string = (
+            f"SEDModel: {stats['n_vars']} features, n_latent={n_latent}, n_hidden={n_hidden}, "
+            f"n_layers={n_layers}, index_head={self.index_head_!r}, "
+            f"value_likelihood={self.value_likelihood_!r}, max_nonzero={self.max_nonzero_}, "
+            f"conditions: {cond}."
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # -- setup ---------------------------------------------------------------------------
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        labels_key: str | None = None,
+        batch_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Register an AnnData with SED.
+
+        Validates the data (numeric, finite, non-empty; dense, CSR or CSC accepted and
+        never rewritten) and records the conditioning covariates.
+
+        Parameters
+        ----------
+        adata
+            Rows × features; values in ``X`` or ``layers[layer]``.
+        layer
+            Layer holding the data (e.g. raw counts); None uses ``X``.
+        labels_key
+            ``obs`` column of labels (e.g. cell type) to condition generation on.
+        batch_key
+            ``obs`` column of batches to condition generation on.
+        categorical_covariate_keys
+            Further categorical ``obs`` columns to condition generation on.
+        **kwargs
+            Passed to :meth:`~scvi.data.AnnDataManager.register_fields`.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        _check_obs_keys(
+            adata,
+            {"labels_key": labels_key, "batch_key": batch_key, "categorical_covariate_keys": categorical_covariate_keys},
+        )
+        fields = [
+            SparseLayerField(REGISTRY_KEYS.X_KEY, layer),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalJointObsField(REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys),
+        ]
+        adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @property
+    def _data_stats(self) -> dict:
+        state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
+        return state[SparseLayerField.STATS_KEY]
+
+    @staticmethod
+    def _resolve_likelihood(choice: str, stats: dict) -> str:
+        if choice == "auto":
+            choice = "ztnb" if stats["is_integer"] and not stats["has_negative"] else "lognormal"
+        if stats["has_negative"] and choice != "gaussian":
+            msg = (
+                f"The data contain negative values (minimum {stats['min_value']:.4g}), which "
+                f"value_likelihood={choice!r} cannot model. Register non-negative data (e.g. raw "
+                "counts via `layer=`), or pass value_likelihood='gaussian' for signed values."
+            )
+            raise ValueError(msg)
+        if choice in ("ztnb", "ztpoisson") and not stats["is_integer"]:
+            msg = (
+                f"value_likelihood={choice!r} needs integer counts but the data are not integers; "
+                "register raw counts (`layer=`) or use 'lognormal'."
+            )
+            raise ValueError(msg)
+        return choice
+
+    @staticmethod
+    def _resolve_index_head(choice: str, n_features: int) -> str:
+        if choice == "auto":
+            return "factorised" if n_features >= FACTORISED_HEAD_MIN_FEATURES else "flat"
+        return choice
+
+    @property
+    def _layer(self) -> str | None:
+        return self.registry_["setup_args"].get("layer")
+
+    def _require(self, stage: Literal["autoencoder", "diffusion"], action: str) -> None:
+        done = self.autoencoder_trained_ if stage == "autoencoder" else self.diffusion_trained_
+        if not done:
+            how = "model.train()" if stage == "autoencoder" else "model.train() (or model.train_diffusion())"
+            msg = f"Cannot {action} before the {stage} is trained; call {how} first."
+            raise RuntimeError(msg)
+
+    # -- training --------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int | None = None,
+        diffusion_max_epochs: int | None = None,
+        *,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float = 0.9,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        batch_size: int = 64,
+        diffusion_batch_size: int = 256,
+        early_stopping: bool = False,
+        plan_kwargs: dict | None = None,
+        diffusion_plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train both stages: the autoencoder, then the latent diffusion on its frozen means.
+
+        Parameters
+        ----------
+        max_epochs
+            Autoencoder epochs (default: about 3,000 optimiser steps, at most 400 epochs).
+        diffusion_max_epochs
+            Diffusion epochs (default: about 6,000 optimiser steps, at most 2,000 epochs).
+        accelerator, devices
+            Passed to Lightning (``"auto"`` picks a GPU when there is one).
+        train_size, validation_size, shuffle_set_split
+            Split of the registered rows for the autoencoder (the diffusion trains on the
+            autoencoder's training rows).
+        batch_size
+            Autoencoder minibatch size.
+        diffusion_batch_size
+            Diffusion minibatch size.
+        early_stopping
+            Stop each stage when its validation loss stops improving (needs a validation
+            split; see ``early_stopping_patience`` etc. in ``trainer_kwargs``).
+        plan_kwargs
+            Keyword arguments of :class:`~sc_sed.train.AutoencoderTrainingPlan`.
+        diffusion_plan_kwargs
+            Keyword arguments of :class:`~sc_sed.train.DiffusionTrainingPlan`.
+        datasplitter_kwargs
+            Keyword arguments of :class:`~sc_sed.train.SparseDataSplitter`.
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer`/Lightning (e.g. ``strategy="ddp"``,
+            ``precision="bf16-mixed"``, ``enable_progress_bar=False``).
+        """
+        common = {"accelerator": accelerator, "devices": devices, "early_stopping": early_stopping}
+        self.train_autoencoder(
+            max_epochs,
+            train_size=train_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            batch_size=batch_size,
+            plan_kwargs=plan_kwargs,
+            datasplitter_kwargs=datasplitter_kwargs,
+            **common,
+            **trainer_kwargs,
+        )
+        self.train_diffusion(
+            diffusion_max_epochs,
+            batch_size=diffusion_batch_size,
+            plan_kwargs=diffusion_plan_kwargs,
+            validation_size=0.1 if early_stopping else 0.0,
+            **common,
+            **trainer_kwargs,
+        )
+
+    def _run(self, plan, data, max_epochs, accelerator, devices, early_stopping, monitor, trainer_kwargs):
+        trainer_kwargs = dict(trainer_kwargs)
+        trainer_kwargs.setdefault("gradient_clip_val", 1.0)
+        if early_stopping:
+            trainer_kwargs.update(early_stopping=True, early_stopping_monitor=monitor)
+        previous, was_trained = self.history_ or {}, self.is_trained_
+        self.is_trained_ = False  # let scvi-tools record this stage's history afresh
+        runner = TrainRunner(
+            self, training_plan=plan, data_splitter=data, max_epochs=max_epochs,
+            accelerator=accelerator, devices=devices, **trainer_kwargs,
+        )  # fmt: skip
+        try:
+            runner()
+        finally:
+            self.history_ = {**previous, **(self.history_ or {})}
+            self.is_trained_ = was_trained
+        self.module.eval()
+
+    def train_autoencoder(
+        self,
+        max_epochs: int | None = None,
+        *,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float = 0.9,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        batch_size: int = 64,
+        early_stopping: bool = False,
+        plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train only the autoencoder stage (teacher forcing); see :meth:`train`."""
+        if max_epochs is None:
+            max_epochs = _default_epochs(int(self.adata.n_obs * train_size), batch_size, 3000, 400)
+        splitter = SparseDataSplitter(
+            self.adata_manager,
+            max_nonzero=self.max_nonzero_,
+            on_long_rows=self.on_long_rows,
+            train_size=train_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            batch_size=batch_size,
+            distributed_sampler=use_distributed_sampler(trainer_kwargs.get("strategy", "auto")),
+            **(datasplitter_kwargs or {}),
+        )
+        plan = AutoencoderTrainingPlan(self.module, **(plan_kwargs or {}))
+        self._run(plan, splitter, max_epochs, accelerator, devices, early_stopping, "validation_loss", trainer_kwargs)
+        self.autoencoder_trained_ = True
+        self.is_trained_ = True
+
+    def train_diffusion(
+        self,
+        max_epochs: int | None = None,
+        *,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        batch_size: int = 256,
+        validation_size: float = 0.0,
+        early_stopping: bool = False,
+        plan_kwargs: dict | None = None,
+        seed: int = 0,
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train only the latent diffusion on the frozen encoder's means; see :meth:`train`.
+
+        The latents of the autoencoder's training rows are computed once, standardised
+        with their mean and standard deviation (stored in the model), and paired with the
+        rows' condition codes.
+        """
+        self._require("autoencoder", "train the diffusion")
+        rows = self.train_indices_ if self.train_indices_ is not None else np.arange(self.adata.n_obs)
+        rows = np.sort(np.asarray(rows))
+        z = torch.as_tensor(self.get_latent_representation(indices=rows))
+        self.module.set_latent_stats(z.to(self.module.latent_mean.device))
+        z = self.module.standardise(z.to(self.module.latent_mean.device)).cpu()
+        codes = condition_codes(self.adata_manager, self._conditions, rows)
+        self.train_condition_codes_ = codes
+        cond = torch.as_tensor(codes)
+        data = LatentDataModule(z, cond, rows, validation_size=validation_size, batch_size=batch_size, seed=seed)
+        if max_epochs is None:
+            max_epochs = _default_epochs(data.n_train, batch_size, 6000, 2000)
+        splits = (self.train_indices_, self.validation_indices_, self.test_indices_)
+        plan = DiffusionTrainingPlan(self.module, **(plan_kwargs or {}))
+        self._run(plan, data, max_epochs, accelerator, devices, early_stopping, "validation_diffusion_loss", trainer_kwargs)
+        self.train_indices_, self.validation_indices_, self.test_indices_ = splits
+        self.diffusion_trained_ = True
+
+    # -- encoding / reconstruction -----------------------------------------------------------
+    def _token_batches(self, adata: AnnData | None, indices, batch_size: int | None):
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(
+            adata=adata, indices=indices, batch_size=batch_size or 256, load_sparse_tensor=True
+        )
+        device = self.module.device
+        for batch in loader:
+            batch = tokenize_batch(batch, max_nonzero=self.max_nonzero_, on_long_rows=self.on_long_rows)
+            yield {k: v.to(device) for k, v in batch.items()}
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Posterior means of the latent of each row.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the training features (default: the training AnnData).
+        indices
+            Rows to encode (default: all).
+        batch_size
+            Rows per minibatch.
+
+        Returns
+        -------
+        ``(n_rows, n_latent)`` array.
+        """
+        self._require("autoencoder", "compute latents")
+        self.module.eval()
+        out = [
+            self.module.encode(b["tokens_index"], b["tokens_value"]).cpu()
+            for b in self._token_batches(adata, indices, batch_size)
+        ]
+        return torch.cat(out).numpy()
+
+    def _decode_to_csr(self, z: torch.Tensor, generator, temperature: float, greedy: bool) -> sp.csr_matrix:
+        index, value, _ = self.module.decode(z, generator=generator, temperature=temperature, greedy=greedy)
+        return pairs_to_csr(index, value, self.module.n_features)
+
+    @torch.inference_mode()
+    def reconstruct(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        *,
+        seed: int = 0,
+        greedy: bool = False,
+        temperature: float = 1.0,
+        batch_size: int | None = None,
+    ) -> AnnData:
+        """Encode rows and decode them again (no diffusion).
+
+        Parameters
+        ----------
+        adata
+            AnnData with the training features (default: the training AnnData).
+        indices
+            Rows to reconstruct (default: all).
+        seed
+            Seed of the decoder's sampling.
+        greedy
+            Most likely index and point-estimate value at each step instead of sampling.
+        temperature
+            Index softmax temperature when sampling.
+        batch_size
+            Rows per minibatch.
+
+        Returns
+        -------
+        AnnData with the reconstructed rows (CSR, exact zeros), the source rows' ``obs``
+        and the training ``var_names``.
+        """
+        self._require("autoencoder", "reconstruct")
+        self.module.eval()
+        source = self._validate_anndata(adata)
+        rows = np.arange(source.n_obs) if indices is None else np.asarray(indices)
+        generator = torch.Generator(device=self.module.device).manual_seed(seed)
+        parts = []
+        for b in self._token_batches(source, rows, batch_size):
+            z = self.module.encode(b["tokens_index"], b["tokens_value"])
+            parts.append(self._decode_to_csr(z, generator, temperature, greedy))
+        uns = self._provenance(seed=seed, task="reconstruct", greedy=greedy, temperature=temperature)
+        return synthetic_anndata(
+            sp.vstack(parts, format="csr"), self.get_var_names(), source.obs.iloc[rows].copy(),
+            layer=self._layer, uns=uns,
+        )  # fmt: skip
+
+    # -- generation ------------------------------------------------------------------------------
+    def _guidance_weights(self, guidance_scale: float | Mapping[str, float] | Sequence[float]) -> list[float]:
+        keys = [c.obs_key for c in self._conditions]
+        if isinstance(guidance_scale, Mapping):
+            unknown = [k for k in guidance_scale if k not in keys]
+            if unknown:
+                msg = f"guidance_scale names {unknown}, which the model is not conditioned on (registered: {keys})."
+                raise ValueError(msg)
+            return [float(guidance_scale.get(k, 1.0)) for k in keys]
+        if np.isscalar(guidance_scale):
+            return [float(guidance_scale)] * len(keys)
+        weights = [float(w) for w in guidance_scale]
+        if len(weights) != len(keys):
+            msg = f"guidance_scale has {len(weights)} weights for {len(keys)} covariates {keys}."
+            raise ValueError(msg)
+        return weights
+
+    def _provenance(self, **extra: Any) -> dict:
+        from sc_sed import __version__
+
+        return {"version": __version__, "model": type(self).__name__, **extra}
+
+    def _train_condition_codes(self) -> np.ndarray:
+        stored = getattr(self, "train_condition_codes_", None)
+        if stored is not None:
+            return stored
+        msg = "The model's training conditions are unknown; train the diffusion first."
+        raise RuntimeError(msg)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        n_cells: int | None = 1000,
+        labels: Any = None,
+        *,
+        covariates: Mapping[str, Any] | None = None,
+        guidance_scale: float | Mapping[str, float] | Sequence[float] = 1.0,
+        sampler: Literal["ddim", "ddpm"] = "ddim",
+        n_steps: int = 50,
+        temperature: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 256,
+        progress_bar: bool = True,
+    ) -> AnnData:
+        """Generate new rows with exact zeros.
+
+        Parameters
+        ----------
+        n_cells
+            Number of rows; may be None when ``labels`` is a list or a dict of counts.
+        labels
+            Requested values of ``labels_key``: one category (for every row), a list (one per
+            row) or a dict ``{category: n}``. None draws labels in training proportions.
+        covariates
+            Requested values of other registered covariates, ``{obs_key: request}`` with
+            requests as for ``labels``. Unrequested covariates are drawn from training rows
+            that match the requested ones.
+        guidance_scale
+            Classifier-free guidance weight: one number for every covariate, a list (one per
+            covariate, in registration order: labels, batch, categorical covariates) or a
+            dict ``{obs_key: weight}``. 1 is plain conditional sampling, 0 unconditional,
+            above 1 sharpens the conditions.
+        sampler
+            ``"ddim"`` (deterministic) or ``"ddpm"`` (ancestral).
+        n_steps
+            Diffusion sampling steps.
+        temperature
+            Softmax temperature of the decoder's index head.
+        seed
+            Seed of every random draw; the same seed gives the same AnnData on the same device.
+        batch_size
+            Rows generated together (memory grows with it, not with ``n_cells``).
+        progress_bar
+            Show a progress bar.
+
+        Returns
+        -------
+        AnnData with CSR ``X`` (also in ``layers[layer]`` when a layer was registered), the
+        training ``var_names``, the conditions in ``obs`` (training categories),
+        ``obs["synthetic"] = True`` and provenance in ``uns["sc_sed"]``.
+        """
+        self._require("diffusion", "generate")
+        if isinstance(n_cells, int | np.integer) and n_cells < 1:
+            raise ValueError(f"n_cells must be a positive integer, got {n_cells}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        requests = dict(covariates or {})
+        if labels is not None:
+            label_key = self.registry_["setup_args"].get("labels_key")
+            if label_key is None:
+                raise ValueError("`labels` was given but the model has no labels_key; register one in setup_anndata.")
+            requests[label_key] = labels
+        weights = self._guidance_weights(guidance_scale)
+        codes = draw_conditions(
+            self._conditions, requests, n_cells, self._train_condition_codes(), np.random.default_rng(seed)
+        )
+        self.module.eval()
+        device = self.module.device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        parts = []
+        starts = range(0, codes.shape[0], batch_size)
+        for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
+            cond = torch.as_tensor(codes[start : start + batch_size], device=device)
+            z = self.module.sample_latents(cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator)
+            parts.append(self._decode_to_csr(z, generator, temperature, greedy=False))
+        obs = condition_obs(self._conditions, codes, pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])]))
+        uns = self._provenance(
+            seed=seed, sampler=sampler, n_steps=n_steps, temperature=temperature,
+            guidance_scale=dict(zip([c.obs_key for c in self._conditions], weights, strict=True)),
+        )  # fmt: skip
+        return synthetic_anndata(sp.vstack(parts, format="csr"), self.get_var_names(), obs, layer=self._layer, uns=uns)

@@ -1,0 +1,5 @@
+"""Tensor-level modules of SED."""
+
+from ._sed import CONDITION_KEY, TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
+
+__all__ = ["CONDITION_KEY", "SEDModule", "TOKENS_INDEX_KEY", "TOKENS_VALUE_KEY"]

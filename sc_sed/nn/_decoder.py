@@ -1,0 +1,293 @@
+"""The autoregressive (feature index, value) decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._attention import KVCache, TransformerBlock
+from ._embeddings import IndexEmbedding, ValueEmbedding, sinusoidal
+from ._heads import make_index_head
+from ._likelihoods import ValueHead, ValueLikelihood
+
+
+class ARDecoder(nn.Module):
+    """Causal Transformer over a row's pairs sorted by feature id, conditioned on ``z``.
+
+    The input sequence is ``[START, (i_1, v_1), ..., (i_l, v_l)]``; at step ``t`` the
+    decoder predicts the next feature id (or END) under a monotone mask and then, from
+    the hidden state *and* the embedding of the chosen id, its value. ``z`` enters as
+    ``n_memory`` memory tokens that every block cross-attends to. A sinusoidal code of
+    the step count is added to the inputs so the decoder knows how many entries it has
+    emitted (the encoder, in contrast, has no position information).
+
+    Parameters
+    ----------
+    n_features
+        Number of features ``D``.
+    n_latent
+        Size of ``z``.
+    n_hidden
+        Model width.
+    n_layers
+        Transformer layers.
+    n_heads
+        Attention heads.
+    n_ff
+        Feed-forward width.
+    dropout_rate
+        Dropout rate.
+    n_memory
+        Number of memory tokens made from ``z``.
+    index_head
+        ``"flat"`` (O(D) per token) or ``"factorised"`` (O(√D) per token).
+    block_size
+        Block size of the factorised head (``None``: ``ceil(sqrt(D))``).
+    value_likelihood
+        Likelihood of the values, see :class:`~sc_sed.nn.ValueHead`.
+    index_base
+        Base of the sinusoidal feature-index code.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_latent: int,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        n_ff: int = 256,
+        dropout_rate: float = 0.1,
+        n_memory: int = 4,
+        index_head: str = "flat",
+        block_size: int | None = None,
+        value_likelihood: ValueLikelihood = "ztnb",
+        index_base: float = 10_000.0,
+    ):
+        super().__init__()
+        self.n_features = n_features
+        self.n_hidden = n_hidden
+        self.n_memory = n_memory
+        self.index_embedding = IndexEmbedding(n_hidden, index_base)
+        self.value_embedding = ValueEmbedding(n_hidden)
+        self.start_token = nn.Parameter(torch.randn(n_hidden) * 0.02)
+        self.memory = nn.Linear(n_latent, n_memory * n_hidden)
+        self.memory_norm = nn.LayerNorm(n_hidden)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(n_hidden, n_heads, n_ff, dropout_rate, cross_attention=True)
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(n_hidden)
+        self.index_head = make_index_head(index_head, n_hidden, n_features, block_size)
+        self.value_head = ValueHead(n_hidden, value_likelihood)
+
+    # -- embedding ---------------------------------------------------------------------
+    def embed(self, index: torch.Tensor, value: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Embed input tokens; ids ``>= n_features`` other than pairs count as START."""
+        is_pair = index < self.n_features
+        safe = torch.where(is_pair, index, torch.zeros_like(index))
+        pair = self.index_embedding(safe) + self.value_embedding(value)
+        x = torch.where(is_pair.unsqueeze(-1), pair, self.start_token.expand_as(pair))
+        return x + sinusoidal(step, self.n_hidden)
+
+    def make_memory(self, z: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_memory, n_hidden)`` memory tokens from ``z``."""
+        return self.memory_norm(self.memory(z).view(z.shape[0], self.n_memory, self.n_hidden))
+
+    def forward(self, z: torch.Tensor, index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Hidden states of a full (teacher-forced) input sequence.
+
+        Parameters
+        ----------
+        z
+            ``(batch, n_latent)`` latents.
+        index, value
+            ``(batch, length)`` input tokens, starting with START.
+
+        Returns
+        -------
+        ``(batch, length, n_hidden)``; position ``t`` depends only on inputs ``<= t``.
+        """
+        steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
+        x = self.embed(index, value, steps)
+        memory = self.make_memory(z)
+        for block in self.blocks:
+            x = block(x, causal=True, memory=memory)
+        return self.norm(x)
+
+    # -- training ----------------------------------------------------------------------
+    def log_likelihood(
+        self,
+        z: torch.Tensor,
+        index: torch.Tensor,
+        value: torch.Tensor,
+        allowed: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-forced per-token log-likelihood terms of framed token sequences.
+
+        Parameters
+        ----------
+        z
+            ``(batch, n_latent)`` latents.
+        index, value
+            ``(batch, length)`` framed tokens (see :mod:`sc_sed.data`).
+        allowed
+            ``(n_features,)`` bool mask of features that may be emitted.
+
+        Returns
+        -------
+        Dict with ``index_logp`` and ``value_nll`` (``(batch, length - 1)``, zero where
+        masked), ``target_mask`` (a real target: pair or END), ``pair_mask`` (a pair
+        target) and ``index_correct`` (the teacher-forced argmax equals the target).
+        """
+        d = self.n_features
+        inp_i, inp_v = index[:, :-1], value[:, :-1]
+        tgt_i, tgt_v = index[:, 1:], value[:, 1:]
+        h = self.forward(z, inp_i, inp_v)
+        target_mask = tgt_i <= d
+        pair_mask = tgt_i < d
+        target = torch.where(target_mask, tgt_i, d)
+        last = torch.where(inp_i < d, inp_i, -1)
+        index_logp = self.index_head.log_prob(h, target, last, allowed)
+        params = self.value_head(h, self.index_embedding(torch.where(pair_mask, tgt_i, 0)))
+        value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, 1.0))
+        with torch.no_grad():
+            guess = self.index_head.sample(h, last, allowed, greedy=True)
+        return {
+            "index_logp": torch.where(target_mask, index_logp, 0.0),
+            "value_nll": torch.where(pair_mask, value_nll, 0.0),
+            "target_mask": target_mask,
+            "pair_mask": pair_mask,
+            "index_correct": (guess == target) & target_mask,
+        }
+
+    # -- generation --------------------------------------------------------------------
+    def _step_cached(self, index, value, step, caches, memory_kv):
+        steps = torch.full_like(index, step)
+        x = self.embed(index, value, steps).unsqueeze(1)
+        for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
+            x = block(x, memory_kv=kv, cache=cache)
+        return self.norm(x)[:, 0]
+
+    def _step_full(self, prefix_index, prefix_value, memory_kv):
+        steps = torch.arange(prefix_index.shape[1], device=prefix_index.device)
+        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index))
+        for block, kv in zip(self.blocks, memory_kv, strict=True):
+            x = block(x, causal=True, memory_kv=kv)
+        return self.norm(x)[:, -1]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        z: torch.Tensor,
+        max_length: int,
+        *,
+        allowed: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        use_cache: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode (index, value) pairs for each latent, batched, until END or ``max_length``.
+
+        Parameters
+        ----------
+        z
+            ``(batch, n_latent)`` latents.
+        max_length
+            Most pairs per row; a row reaching it ends there.
+        allowed
+            ``(n_features,)`` bool mask of features that may be emitted.
+        generator
+            Source of randomness (sampling of ids and values).
+        temperature
+            Softmax temperature of the index head.
+        greedy
+            Take the most likely id and a point estimate of the value at every step.
+        use_cache
+            Keep keys/values of earlier steps (O(length) per step) instead of recomputing
+            the whole prefix (O(length²) per step). Both give the same result.
+
+        Returns
+        -------
+        ``index`` ``(batch, L)`` (strictly increasing feature ids per row, then
+        ``n_features + 2`` as padding), ``value`` ``(batch, L)`` and ``n_nonzero``
+        ``(batch,)``, with ``L`` the longest generated row.
+        """
+        state = _DecodeState(self, z, max_length, use_cache)
+        for step in range(max_length + 1):
+            if use_cache:
+                h = self._step_cached(state.token_i, state.token_v, step, state.caches, state.memory_kv)
+            else:
+                h = self._step_full(state.prefix_i, state.prefix_v, state.memory_kv)
+            if step == max_length:
+                break
+            nxt = self.index_head.sample(
+                h, state.last, allowed, generator=generator, temperature=temperature, greedy=greedy
+            )
+            params = self.value_head(h, self.index_embedding(nxt.clamp_max(self.n_features - 1)))
+            val = self.value_head.sample(params, generator=generator, greedy=greedy)
+            if not state.advance(nxt, val, step):
+                break
+        return state.result()
+
+
+class _DecodeState:
+    """Book-keeping of batched decoding: outputs, finished rows, caches, compaction."""
+
+    def __init__(self, decoder: ARDecoder, z: torch.Tensor, max_length: int, use_cache: bool):
+        b, device = z.shape[0], z.device
+        self.d = decoder.n_features
+        pad = self.d + 2
+        memory = decoder.make_memory(z)
+        self.memory_kv = [blk.cross_attn.project_kv(memory) for blk in decoder.blocks]
+        self.caches = []
+        if use_cache:
+            attn = decoder.blocks[0].self_attn
+            self.caches = [
+                KVCache(b, attn.n_heads, max_length + 1, attn.head_dim, device, memory.dtype)
+                for _ in decoder.blocks
+            ]
+        self.rows = torch.arange(b, device=device)  # original row of each active row
+        self.done = torch.zeros(b, dtype=torch.bool, device=device)
+        self.last = torch.full((b,), -1, dtype=torch.long, device=device)
+        self.token_i = torch.full((b,), self.d + 1, dtype=torch.long, device=device)
+        self.token_v = torch.zeros(b, device=device)
+        self.keep_prefix = not use_cache
+        self.prefix_i = self.token_i[:, None].clone()
+        self.prefix_v = self.token_v[:, None].clone()
+        self.out_i = torch.full((b, max_length), pad, dtype=torch.long, device=device)
+        self.out_v = torch.zeros((b, max_length), device=device)
+        self.n_nonzero = torch.zeros(b, dtype=torch.long, device=device)
+
+    def advance(self, nxt: torch.Tensor, val: torch.Tensor, step: int) -> bool:
+        """Record one step; return False when every row has finished."""
+        emit = ~self.done & (nxt < self.d)
+        self.done |= nxt >= self.d
+        rows = self.rows[emit]
+        self.out_i[rows, step] = nxt[emit]
+        self.out_v[rows, step] = val[emit].to(self.out_v.dtype)
+        self.n_nonzero[rows] += 1
+        if bool(self.done.all()):
+            return False
+        self.last = torch.where(emit, nxt, self.last)
+        self.token_i, self.token_v = nxt.clamp_max(self.d - 1), val
+        if self.keep_prefix:  # only the uncached path re-reads the whole prefix
+            self.prefix_i = torch.cat([self.prefix_i, self.token_i[:, None]], dim=1)
+            self.prefix_v = torch.cat([self.prefix_v, self.token_v[:, None]], dim=1)
+        if 4 * int(self.done.sum()) >= self.done.numel():
+            self._compact(~self.done)
+        return True
+
+    def _compact(self, keep: torch.Tensor) -> None:
+        """Drop finished rows from every per-row tensor (amortised: at most O(log b) times)."""
+        idx = keep.nonzero().squeeze(1)
+        for cache in self.caches:
+            cache.select(idx)
+        self.memory_kv = [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.memory_kv]
+        for name in ("rows", "done", "last", "token_i", "token_v", "prefix_i", "prefix_v"):
+            setattr(self, name, getattr(self, name).index_select(0, idx))
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        length = int(self.n_nonzero.max()) if self.n_nonzero.numel() else 0
+        return self.out_i[:, :length], self.out_v[:, :length], self.n_nonzero

@@ -1,0 +1,97 @@
+"""Token and noise-level embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal(x: torch.Tensor, dim: int, base: float = 10_000.0) -> torch.Tensor:
+    """Fixed sinusoidal features of a (float or integer) tensor.
+
+    Parameters
+    ----------
+    x
+        Tensor of any shape.
+    dim
+        Output size (even).
+    base
+        Longest wavelength, in units of ``x``.
+
+    Returns
+    -------
+    Tensor of shape ``(*x.shape, dim)``: ``[sin(x w_k), cos(x w_k)]`` with
+    ``w_k = base^(-2k/dim)``. Computed on the fly, so no table of size ``n_features`` exists.
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(base) * torch.arange(half, device=x.device, dtype=torch.float32) / half
+    )
+    angles = x.float().unsqueeze(-1) * freqs
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class IndexEmbedding(nn.Module):
+    """Feature-index embedding: a fixed sinusoidal code of the feature id, then a linear map.
+
+    Parameters
+    ----------
+    n_hidden
+        Embedding size.
+    base
+        Sinusoid base (10,000–20,000 covers tens of thousands of features).
+    """
+
+    def __init__(self, n_hidden: int, base: float = 10_000.0):
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.base = base
+        self.proj = nn.Linear(n_hidden, n_hidden)
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        """Embed integer feature ids of any shape."""
+        return self.proj(sinusoidal(index, self.n_hidden, self.base))
+
+
+class ValueEmbedding(nn.Module):
+    """Small MLP embedding of a scalar value, applied to ``asinh(value)``.
+
+    Parameters
+    ----------
+    n_hidden
+        Embedding size.
+    """
+
+    def __init__(self, n_hidden: int):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(1, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_hidden)
+        )
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        """Embed values of any shape."""
+        return self.mlp(torch.asinh(value).unsqueeze(-1))
+
+
+class NoiseLevelEmbedding(nn.Module):
+    """Embedding of the diffusion log-SNR: sinusoidal features followed by an MLP.
+
+    Parameters
+    ----------
+    n_embed
+        Output size.
+    """
+
+    def __init__(self, n_embed: int):
+        super().__init__()
+        self.n_embed = n_embed
+        self.mlp = nn.Sequential(
+            nn.Linear(n_embed, n_embed), nn.SiLU(), nn.Linear(n_embed, n_embed)
+        )
+
+    def forward(self, logsnr: torch.Tensor) -> torch.Tensor:
+        """Embed a ``(batch,)`` log-SNR tensor."""
+        # log-SNR spans about [-20, 20]; scale so the sinusoid sees a useful range.
+        return self.mlp(sinusoidal(logsnr * 25.0, self.n_embed, base=10_000.0))

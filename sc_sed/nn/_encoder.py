@@ -1,0 +1,87 @@
+"""The sparsity-aware set encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._attention import TransformerBlock
+from ._embeddings import IndexEmbedding, ValueEmbedding
+
+
+class SetEncoder(nn.Module):
+    """Encode the set of a row's non-zero (feature, value) pairs into a Gaussian latent.
+
+    Each pair is one token ``IndexEmbedding(index) + ValueEmbedding(value)``; there is no
+    sequence-position encoding, so the output does not depend on the order of the pairs.
+    A learned summary token joins every set (so a row without non-zeros is still
+    encoded), a pre-LayerNorm Transformer encoder mixes the tokens under a padding mask,
+    and a **masked** mean over the real tokens gives ``(mu, logvar)``.
+
+    Parameters
+    ----------
+    n_latent
+        Latent size.
+    n_hidden
+        Model width.
+    n_layers
+        Transformer layers.
+    n_heads
+        Attention heads.
+    n_ff
+        Feed-forward width.
+    dropout_rate
+        Dropout rate.
+    index_base
+        Base of the sinusoidal feature-index code.
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        n_ff: int = 256,
+        dropout_rate: float = 0.1,
+        index_base: float = 10_000.0,
+    ):
+        super().__init__()
+        self.index_embedding = IndexEmbedding(n_hidden, index_base)
+        self.value_embedding = ValueEmbedding(n_hidden)
+        self.summary_token = nn.Parameter(torch.randn(1, 1, n_hidden) * 0.02)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(n_hidden, n_heads, n_ff, dropout_rate) for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(n_hidden)
+        self.head = nn.Linear(n_hidden, 2 * n_latent)
+
+    def forward(
+        self, index: torch.Tensor, value: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a padded batch of sets.
+
+        Parameters
+        ----------
+        index
+            ``(batch, length)`` feature ids (anything at masked positions).
+        value
+            ``(batch, length)`` values.
+        mask
+            ``(batch, length)`` bool, True at real pairs.
+
+        Returns
+        -------
+        ``mu`` and ``logvar``, each ``(batch, n_latent)``.
+        """
+        index = torch.where(mask, index, torch.zeros_like(index))
+        x = self.index_embedding(index) + self.value_embedding(value * mask)
+        x = torch.cat([self.summary_token.expand(x.shape[0], -1, -1), x], dim=1)
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        for block in self.blocks:
+            x = block(x, key_mask=mask)
+        x = self.norm(x)
+        weights = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(1) / weights.sum(1)
+        mu, logvar = self.head(pooled).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)

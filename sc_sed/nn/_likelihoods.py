@@ -1,0 +1,173 @@
+"""Value likelihoods for the non-zero entries, and seeded samplers for them.
+
+A value is only ever generated for an emitted (non-zero) entry, so count likelihoods are
+zero-truncated: they put no mass on 0 and generate integers >= 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+ValueLikelihood = Literal["ztnb", "ztpoisson", "lognormal", "gaussian"]
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x < 0``, numerically stable."""
+    x = x.clamp_max(-1e-7)
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def sample_gamma(
+    concentration: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Gamma(concentration, 1) draws from an explicit generator (Marsaglia–Tsang).
+
+    ``torch.distributions.Gamma`` cannot take a generator, so seeded generation needs this.
+
+    Parameters
+    ----------
+    concentration
+        Positive shape parameters.
+    generator
+        Source of randomness.
+
+    Returns
+    -------
+    Samples of the same shape.
+    """
+    boost = concentration < 1
+    alpha = torch.where(boost, concentration + 1, concentration)
+    d = alpha - 1.0 / 3.0
+    c = 1.0 / torch.sqrt(9.0 * d)
+    out = torch.zeros_like(alpha)
+    todo = torch.ones_like(alpha, dtype=torch.bool)
+    for _ in range(64):
+        x = torch.randn(alpha.shape, generator=generator, device=alpha.device)
+        u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
+        v = (1 + c * x) ** 3
+        ok = (v > 0) & (torch.log(u.clamp_min(1e-30)) < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-30)))
+        take = todo & ok
+        out = torch.where(take, d * v, out)
+        todo = todo & ~ok
+        if not bool(todo.any()):
+            break
+    out = torch.where(todo, d, out)  # practically never reached; fall back to the mode
+    u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
+    return torch.where(boost, out * u.clamp_min(1e-30) ** (1.0 / concentration), out)
+
+
+class ValueHead(nn.Module):
+    """Parameters of the value distribution from the hidden state and the chosen index.
+
+    Parameters
+    ----------
+    n_hidden
+        Width of the decoder hidden state (and of the index embedding).
+    likelihood
+        ``"ztnb"`` (zero-truncated negative binomial, counts), ``"ztpoisson"``
+        (zero-truncated Poisson, counts), ``"lognormal"`` (positive reals) or
+        ``"gaussian"`` (real values).
+    """
+
+    def __init__(self, n_hidden: int, likelihood: ValueLikelihood = "ztnb"):
+        super().__init__()
+        if likelihood not in ("ztnb", "ztpoisson", "lognormal", "gaussian"):
+            msg = (
+                f"Unknown value_likelihood={likelihood!r}; use 'ztnb', 'ztpoisson', "
+                "'lognormal', 'gaussian' or 'auto'."
+            )
+            raise ValueError(msg)
+        self.likelihood = likelihood
+        n_out = 1 if likelihood == "ztpoisson" else 2
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * n_hidden, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out)
+        )
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether values are integer counts."""
+        return self.likelihood in ("ztnb", "ztpoisson")
+
+    def forward(self, h: torch.Tensor, index_embedding: torch.Tensor) -> torch.Tensor:
+        """``(..., n_params)`` raw distribution parameters."""
+        return self.mlp(torch.cat([h, index_embedding], dim=-1))
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the (non-zero) values ``x``; same shape as ``x``.
+
+        Positions where ``x`` is not a valid non-zero value must be masked by the caller.
+        """
+        if self.likelihood == "ztnb":
+            log_mu, log_theta = params.unbind(-1)
+            log_mu, log_theta = log_mu.clamp(-12, 12), log_theta.clamp(-8, 12)
+            mu, theta = log_mu.exp(), log_theta.exp()
+            log_mu_theta = torch.logaddexp(log_mu, log_theta)
+            log_p0 = theta * (log_theta - log_mu_theta)
+            log_nb = (
+                torch.lgamma(x + theta)
+                - torch.lgamma(theta)
+                - torch.lgamma(x + 1)
+                + log_p0
+                + x * (log_mu - log_mu_theta)
+            )
+            return -(log_nb - _log1mexp(log_p0))
+        if self.likelihood == "ztpoisson":
+            log_rate = params[..., 0].clamp(-12, 12)
+            rate = log_rate.exp()
+            log_pois = x * log_rate - rate - torch.lgamma(x + 1)
+            return -(log_pois - _log1mexp(-rate))
+        loc, log_scale = params.unbind(-1)
+        log_scale = log_scale.clamp(-7, 5)
+        y = torch.log(x.clamp_min(1e-30)) if self.likelihood == "lognormal" else x
+        nll = log_scale + _HALF_LOG_2PI + 0.5 * ((y - loc) * torch.exp(-log_scale)) ** 2
+        return nll + y if self.likelihood == "lognormal" else nll
+
+    def sample(
+        self,
+        params: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+    ) -> torch.Tensor:
+        """Draw values (integers >= 1 for count likelihoods).
+
+        ``greedy`` returns a point estimate instead: the rounded mean of the truncated
+        count distribution (at least 1), the median of the log-normal, the Gaussian mean.
+        """
+        if self.likelihood in ("lognormal", "gaussian"):
+            loc, log_scale = params.unbind(-1)
+            if not greedy:
+                noise = torch.randn(loc.shape, generator=generator, device=loc.device)
+                loc = loc + noise * log_scale.clamp(-7, 5).exp()
+            return loc.exp() if self.likelihood == "lognormal" else loc
+        if self.likelihood == "ztpoisson":
+            rate = params[..., 0].clamp(-12, 12).exp()
+            theta = None
+        else:
+            rate = params[..., 0].clamp(-12, 12).exp()
+            theta = params[..., 1].clamp(-8, 12).exp()
+        if greedy:
+            log_p0 = -rate if theta is None else theta * (torch.log(theta) - torch.log(theta + rate))
+            return torch.round(rate / -torch.expm1(log_p0)).clamp_min(1.0)
+        return self._sample_truncated_counts(rate, theta, generator)
+
+    @staticmethod
+    def _sample_truncated_counts(rate, theta, generator, max_rounds: int = 64):
+        """Rejection sampling of zero-truncated (NB or Poisson) counts."""
+        out = torch.zeros_like(rate)
+        todo = torch.ones_like(rate, dtype=torch.bool)
+        for _ in range(max_rounds):
+            lam = rate if theta is None else sample_gamma(theta, generator) * rate / theta
+            draw = torch.poisson(lam, generator=generator)
+            take = todo & (draw > 0)
+            out = torch.where(take, draw, out)
+            todo = todo & ~take
+            if not bool(todo.any()):
+                break
+        # Rows still at zero have a tiny rate, where the truncated law is almost surely 1.
+        return torch.where(todo, torch.ones_like(out), out)

@@ -1,0 +1,14 @@
+"""Training: Lightning plans for both stages and sparse batch handling."""
+
+from ._latent_data import LatentDataModule
+from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, warmup_inverse_sqrt
+from ._sparse_batch import SparseDataSplitter, tokenize_batch
+
+__all__ = [
+    "AutoencoderTrainingPlan",
+    "DiffusionTrainingPlan",
+    "LatentDataModule",
+    "SparseDataSplitter",
+    "tokenize_batch",
+    "warmup_inverse_sqrt",
+]

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from sc_sed.nn import FactorisedIndexHead, FlatIndexHead
+
+D = 23
+
+
+def _heads():
+    torch.manual_seed(0)
+    return [FlatIndexHead(16, D), FactorisedIndexHead(16, D, block_size=5)]
+
+
+@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+def test_distribution_normalised_over_valid_ids(head):
+    h = torch.randn(4, 16)
+    last = torch.tensor([-1, 3, 10, 22])
+    allowed = torch.ones(D, dtype=torch.bool)
+    allowed[[5, 12, 13]] = False
+    ids = torch.arange(D + 1)
+    with torch.no_grad():
+        logp = torch.stack([head.log_prob(h, ids[i].expand(4), last, allowed) for i in range(D + 1)], -1)
+    probs = logp.exp()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4), rtol=1e-5, atol=1e-5)
+    invalid = (ids[None, :D] <= last[:, None]) | ~allowed[None, :]
+    assert (probs[:, :D][invalid] == 0).all()
+    assert (probs[:, D] > 0).all()
+    assert probs[3, D].item() == pytest.approx(1.0)  # nothing left after the last feature
+
+
+@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+def test_samples_respect_monotone_mask(head):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(500, 16)
+    last = torch.randint(-1, D, (500,))
+    allowed = torch.rand(D) > 0.3
+    nxt = head.sample(h, last, allowed, generator=g)
+    is_end = nxt == D
+    assert ((nxt > last) | is_end).all()
+    assert allowed[nxt[~is_end]].all()
+    greedy = head.sample(h, last, allowed, greedy=True)
+    assert ((greedy > last) | (greedy == D)).all()
+
+
+def test_factorised_gradients_finite_at_end_targets():
+    head = FactorisedIndexHead(16, D, block_size=5)
+    h = torch.randn(3, 16, requires_grad=True)
+    last = torch.tensor([22, 20, -1])
+    target = torch.tensor([D, D, 4])
+    head.log_prob(h, target, last).sum().backward()
+    assert torch.isfinite(h.grad).all()
