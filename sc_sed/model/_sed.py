@@ -297,7 +297,8 @@ class SEDModel(BaseModelClass):
         max_epochs
             Autoencoder epochs (default: about 3,000 optimiser steps, at most 400 epochs).
         diffusion_max_epochs
-            Diffusion epochs (default: about 6,000 optimiser steps, at most 2,000 epochs).
+            Diffusion epochs (default: about 6,000 optimiser steps). Small datasets are
+            repeated so that a diffusion epoch has at least 32 minibatches.
         accelerator, devices
             Passed to Lightning (``"auto"`` picks a GPU when there is one).
         train_size, validation_size, shuffle_set_split
@@ -423,7 +424,7 @@ class SEDModel(BaseModelClass):
         cond = torch.as_tensor(codes)
         data = LatentDataModule(z, cond, rows, validation_size=validation_size, batch_size=batch_size, seed=seed)
         if max_epochs is None:
-            max_epochs = _default_epochs(data.n_train, batch_size, 6000, 2000)
+            max_epochs = _default_epochs(data.n_train * data.repeats, batch_size, 6000, 2000)
         splits = (self.train_indices_, self.validation_indices_, self.test_indices_)
         plan = DiffusionTrainingPlan(self.module, **(plan_kwargs or {}))
         self._run(plan, data, max_epochs, accelerator, devices, early_stopping, "validation_diffusion_loss", trainer_kwargs)

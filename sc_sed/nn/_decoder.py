@@ -148,11 +148,9 @@ class ARDecoder(nn.Module):
         pair_mask = tgt_i < d
         target = torch.where(target_mask, tgt_i, d)
         last = torch.where(inp_i < d, inp_i, -1)
-        index_logp = self.index_head.log_prob(h, target, last, allowed)
+        index_logp, guess = self.index_head.log_prob(h, target, last, allowed, return_argmax=True)
         params = self.value_head(h, self.index_embedding(torch.where(pair_mask, tgt_i, 0)))
         value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, 1.0))
-        with torch.no_grad():
-            guess = self.index_head.sample(h, last, allowed, greedy=True)
         return {
             "index_logp": torch.where(target_mask, index_logp, 0.0),
             "value_nll": torch.where(pair_mask, value_nll, 0.0),

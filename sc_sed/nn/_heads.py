@@ -4,6 +4,17 @@ A decoded row lists its non-zero features in strictly increasing order, so after
 feature ``last`` the only valid continuations are features ``j > last`` that are allowed
 (seen in training, by default) and END (id ``n_features``). Invalid ids get probability
 zero, so every sampled row has strictly increasing, unique indices by construction.
+
+The heads use a **hazard** (sequential Bernoulli) parameterisation: the network gives
+each feature a logit ``s_j`` and the next id is the first valid ``j > last`` whose coin
+``Bernoulli(sigmoid(s_j))`` comes up, END if none does::
+
+    P(next = j) = sigmoid(s_j) · Π_{last < k < j, valid} (1 − sigmoid(s_k))
+    P(END)      = Π_{k > last, valid} (1 − sigmoid(s_k))
+
+With history-independent logits this is exactly a product of independent Bernoulli
+detections (the usual single-cell dropout picture), which the decoder refines with the
+history; a softmax over absolute ids would have to learn the cumulative products itself.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NEG_INF = float("-inf")
@@ -27,8 +39,39 @@ def gumbel_argmax(
     return (logits / temperature + gumbel).argmax(-1)
 
 
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x <= 0`` (clamped just below 0)."""
+    x = x.clamp_max(-1e-7)
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def hazard_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of "first success" among ``valid`` positions, plus "none" last.
+
+    Parameters
+    ----------
+    logits
+        ``(..., n)`` hazard logits, in order.
+    valid
+        ``(..., n)`` bool: positions that may be chosen (others are skipped).
+
+    Returns
+    -------
+    ``(..., n + 1)``: ``log P(first success at j)`` (``-inf`` where invalid) and, last,
+    ``log P(no success)``.
+    """
+    log_fail = torch.where(valid, F.logsigmoid(-logits), 0.0)
+    log_succ = torch.where(valid, F.logsigmoid(logits), NEG_INF)
+    cum = torch.cumsum(log_fail, dim=-1)
+    return torch.cat([log_succ + cum - log_fail, cum[..., -1:]], dim=-1)
+
+
+def _pick(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+
+
 class FlatIndexHead(nn.Module):
-    """One softmax over all ``n_features + 1`` ids: O(D) work per token.
+    """Hazard over all ``n_features`` ids (END = none chosen): O(D) work per token.
 
     Parameters
     ----------
@@ -41,16 +84,17 @@ class FlatIndexHead(nn.Module):
     def __init__(self, n_hidden: int, n_features: int):
         super().__init__()
         self.n_features = n_features
-        self.proj = nn.Linear(n_hidden, n_features + 1)
+        self.proj = nn.Linear(n_hidden, n_features)
 
-    def _masked_logits(self, h, last, allowed):
-        logits = self.proj(h)
-        ids = torch.arange(self.n_features + 1, device=h.device)
+    def log_probs(
+        self, h: torch.Tensor, last: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
+        ids = torch.arange(self.n_features, device=h.device)
         valid = ids > last.unsqueeze(-1)
         if allowed is not None:
-            valid = valid & torch.cat([allowed, allowed.new_ones(1)])
-        valid[..., self.n_features] = True
-        return logits.masked_fill(~valid, NEG_INF)
+            valid = valid & allowed
+        return hazard_log_probs(self.proj(h), valid)
 
     def log_prob(
         self,
@@ -58,7 +102,9 @@ class FlatIndexHead(nn.Module):
         target: torch.Tensor,
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        *,
+        return_argmax: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of ``target`` ids.
 
         Parameters
@@ -71,13 +117,16 @@ class FlatIndexHead(nn.Module):
             ``(...)`` previously emitted id (``-1`` before the first).
         allowed
             ``(D,)`` bool mask of features that may be emitted, or None for all.
+        return_argmax
+            Also return the most likely id (for accuracy monitoring).
 
         Returns
         -------
-        ``(...)`` log-probabilities.
+        ``(...)`` log-probabilities (and the argmax ids).
         """
-        logp = torch.log_softmax(self._masked_logits(h, last, allowed), dim=-1)
-        return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        logp = self.log_probs(h, last, allowed)
+        out = _pick(logp, target)
+        return (out, logp.argmax(-1)) if return_argmax else out
 
     def sample(
         self,
@@ -90,17 +139,18 @@ class FlatIndexHead(nn.Module):
         greedy: bool = False,
     ) -> torch.Tensor:
         """Draw the next id for each row (``D`` = END); see :meth:`log_prob` for arguments."""
-        logits = self._masked_logits(h, last, allowed)
-        return gumbel_argmax(logits, generator, temperature, greedy)
+        return gumbel_argmax(self.log_probs(h, last, allowed), generator, temperature, greedy)
 
 
 class FactorisedIndexHead(nn.Module):
-    """Two-level softmax: a block of ``block_size`` ids (or END), then the offset in it.
+    """Two-level hazard: the block of ``block_size`` ids holding the next id (or END), then
+    the offset inside that block.
 
     With ``block_size ≈ sqrt(D)`` each token costs O(√D) instead of O(D). The monotone
-    mask is kept at both levels: a block is valid if it holds at least one allowed id
-    greater than ``last``; inside the chosen block only allowed offsets past ``last`` are
-    valid. The offset distribution is conditioned on the block through a learned block
+    mask holds at both levels: a block is valid if it has an allowed id greater than
+    ``last``; inside the chosen block only allowed offsets past ``last`` are valid, and
+    the within-block hazard is conditioned on at least one success (the block was chosen
+    because it holds the next id). The offset logits see the block through a learned block
     embedding added to the hidden state.
 
     Parameters
@@ -118,39 +168,34 @@ class FactorisedIndexHead(nn.Module):
         self.n_features = n_features
         self.block_size = block_size or max(1, math.ceil(math.sqrt(n_features)))
         self.n_blocks = math.ceil(n_features / self.block_size)
-        self.block_proj = nn.Linear(n_hidden, self.n_blocks + 1)  # last = END
+        self.block_proj = nn.Linear(n_hidden, self.n_blocks)
         self.block_embedding = nn.Embedding(self.n_blocks, n_hidden)
-        self.offset_proj = nn.Sequential(
-            nn.SiLU(), nn.Linear(n_hidden, self.block_size)
-        )
+        self.offset_proj = nn.Sequential(nn.SiLU(), nn.Linear(n_hidden, self.block_size))
 
-    def _block_tables(self, allowed: torch.Tensor | None, device) -> torch.Tensor:
+    def _table(self, allowed: torch.Tensor | None, device) -> torch.Tensor:
         """``(n_blocks, block_size)`` bool table of allowed ids (padding ids are False)."""
-        n_pad = self.n_blocks * self.block_size
-        table = torch.zeros(n_pad, dtype=torch.bool, device=device)
+        table = torch.zeros(self.n_blocks * self.block_size, dtype=torch.bool, device=device)
         table[: self.n_features] = True if allowed is None else allowed
         return table.view(self.n_blocks, self.block_size)
 
-    def _masks(self, last, allowed, device):
-        """Block-level and within-block masks for a given ``last`` id."""
-        table = self._block_tables(allowed, device)
-        # highest allowed offset in each block (-1 if none)
-        offsets = torch.arange(self.block_size, device=device)
-        top = torch.where(table, offsets, torch.full_like(offsets, -1)).amax(-1)
-        block_ids = torch.arange(self.n_blocks, device=device)
-        first_id = block_ids * self.block_size
-        # block b is valid iff it contains an allowed id > last
-        valid_block = (first_id + top > last.unsqueeze(-1)) & (top >= 0)
-        end = torch.ones_like(valid_block[..., :1])
-        return torch.cat([valid_block, end], dim=-1), table
+    def _block_log_probs(self, h, last, table):
+        offsets = torch.arange(self.block_size, device=h.device)
+        top = torch.where(table, offsets, -1).amax(-1)  # highest allowed offset per block
+        first = torch.arange(self.n_blocks, device=h.device) * self.block_size
+        valid = (first + top > last.unsqueeze(-1)) & (top >= 0)
+        return hazard_log_probs(self.block_proj(h), valid)
 
-    def _offset_logits(self, h, block, last, table):
-        logits = self.offset_proj(h + self.block_embedding(block.clamp_max(self.n_blocks - 1)))
-        ids = block.unsqueeze(-1) * self.block_size + torch.arange(
-            self.block_size, device=h.device
-        )
-        valid = (ids > last.unsqueeze(-1)) & table[block.clamp_max(self.n_blocks - 1)]
-        return logits.masked_fill(~valid, NEG_INF)
+    def _offset_log_probs(self, h, block, last, table):
+        safe = block.clamp_max(self.n_blocks - 1)
+        logits = self.offset_proj(h + self.block_embedding(safe))
+        ids = safe.unsqueeze(-1) * self.block_size + torch.arange(self.block_size, device=h.device)
+        valid = (ids > last.unsqueeze(-1)) & table[safe]
+        logp = hazard_log_probs(logits, valid)
+        # condition on "some offset is chosen"; rows without a valid offset (END, or an
+        # invalid target whose block has probability 0) get finite dummy values
+        usable = valid.any(-1, keepdim=True)
+        norm = _log1mexp(torch.where(usable, logp[..., -1:], -1.0))
+        return torch.where(usable, logp[..., :-1] - norm, 0.0)
 
     def log_prob(
         self,
@@ -158,24 +203,25 @@ class FactorisedIndexHead(nn.Module):
         target: torch.Tensor,
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        *,
+        return_argmax: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of ``target`` ids; same contract as :meth:`FlatIndexHead.log_prob`."""
-        valid_block, table = self._masks(last, allowed, h.device)
-        block_logp = torch.log_softmax(
-            self.block_proj(h).masked_fill(~valid_block, NEG_INF), dim=-1
-        )
+        table = self._table(allowed, h.device)
+        block_logp = self._block_log_probs(h, last, table)
         is_end = target >= self.n_features
         block = torch.where(is_end, self.n_blocks, target // self.block_size)
-        logp = block_logp.gather(-1, block.unsqueeze(-1)).squeeze(-1)
-        offset_logits = self._offset_logits(h, block, last, table)
-        # END rows (and invalid targets, whose block has probability 0) have no valid
-        # offset; keep their logits finite so log-probabilities and gradients stay finite.
-        no_offset = is_end.unsqueeze(-1) | torch.isinf(offset_logits).all(-1, keepdim=True)
-        offset_logits = offset_logits.masked_fill(no_offset, 0.0)
-        offset_logp = torch.log_softmax(offset_logits, dim=-1)
-        offset = torch.where(is_end, 0, target % self.block_size)
-        off = offset_logp.gather(-1, offset.unsqueeze(-1)).squeeze(-1)
-        return logp + torch.where(is_end, torch.zeros_like(off), off)
+        offset_logp = self._offset_log_probs(h, block, last, table)
+        off = _pick(offset_logp, torch.where(is_end, 0, target % self.block_size))
+        out = _pick(block_logp, block) + torch.where(is_end, 0.0, off)
+        if not return_argmax:
+            return out
+        return out, self._greedy(h, last, table, block_logp)
+
+    def _greedy(self, h, last, table, block_logp):
+        block = block_logp.argmax(-1)
+        offset = self._offset_log_probs(h, block, last, table).argmax(-1)
+        return torch.where(block == self.n_blocks, self.n_features, block * self.block_size + offset)
 
     def sample(
         self,
@@ -188,13 +234,11 @@ class FactorisedIndexHead(nn.Module):
         greedy: bool = False,
     ) -> torch.Tensor:
         """Draw the next id (``D`` = END); same contract as :meth:`FlatIndexHead.sample`."""
-        valid_block, table = self._masks(last, allowed, h.device)
-        block_logits = self.block_proj(h).masked_fill(~valid_block, NEG_INF)
-        block = gumbel_argmax(block_logits, generator, temperature, greedy)
+        table = self._table(allowed, h.device)
+        block = gumbel_argmax(self._block_log_probs(h, last, table), generator, temperature, greedy)
         is_end = block == self.n_blocks
-        offset_logits = self._offset_logits(h, block, last, table)
-        offset_logits = offset_logits.masked_fill(is_end.unsqueeze(-1), 0.0)
-        offset = gumbel_argmax(offset_logits, generator, temperature, greedy)
+        offset_logp = self._offset_log_probs(h, block, last, table)
+        offset = gumbel_argmax(offset_logp, generator, temperature, greedy)
         return torch.where(is_end, self.n_features, block * self.block_size + offset)
 
 

@@ -1,7 +1,7 @@
 """Training: Lightning plans for both stages and sparse batch handling."""
 
 from ._latent_data import LatentDataModule
-from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, warmup_inverse_sqrt
+from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
 from ._sparse_batch import SparseDataSplitter, tokenize_batch
 
 __all__ = [
@@ -9,6 +9,6 @@ __all__ = [
     "DiffusionTrainingPlan",
     "LatentDataModule",
     "SparseDataSplitter",
+    "lr_factor",
     "tokenize_batch",
-    "warmup_inverse_sqrt",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import numpy as np
 import torch
@@ -26,6 +28,9 @@ class LatentDataModule(pl.LightningDataModule):
         Minibatch size.
     seed
         Seed of the split.
+    min_batches_per_epoch
+        Small datasets are repeated so that an epoch has at least this many minibatches
+        (diffusion needs many cheap steps; this keeps per-epoch overhead small).
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class LatentDataModule(pl.LightningDataModule):
         validation_size: float = 0.0,
         batch_size: int = 256,
         seed: int = 0,
+        min_batches_per_epoch: int = 32,
     ):
         super().__init__()
         n = z.shape[0]
@@ -49,6 +55,7 @@ class LatentDataModule(pl.LightningDataModule):
         self.test_idx = np.array([], dtype=int)
         self.n_train, self.n_val = len(self._train_rows), n_val
         self.batch_size = batch_size
+        self.repeats = max(1, math.ceil(min_batches_per_epoch * batch_size / max(1, self.n_train)))
 
     def _loader(self, rows: np.ndarray, shuffle: bool) -> DataLoader:
         rows = torch.as_tensor(rows, dtype=torch.long)
@@ -57,8 +64,8 @@ class LatentDataModule(pl.LightningDataModule):
         return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training latents."""
-        return self._loader(self._train_rows, shuffle=True)
+        """Shuffled training latents (repeated ``self.repeats`` times per epoch)."""
+        return self._loader(np.tile(self._train_rows, self.repeats), shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation latents (empty list when there are none)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -11,13 +12,27 @@ import torch
 from sc_sed.module import SEDModule
 
 
-def warmup_inverse_sqrt(warmup_steps: int):
-    """Learning-rate factor: linear warm-up, then inverse-square-root decay."""
-    warmup_steps = max(1, int(warmup_steps))
+def lr_factor(
+    schedule: Literal["cosine", "inverse_sqrt", "constant"], warmup_steps: int, total_steps: int
+) -> Callable[[int], float]:
+    """Learning-rate multiplier per optimiser step: linear warm-up, then a decay.
+
+    ``"cosine"`` decays to 10% of the peak at ``total_steps``; ``"inverse_sqrt"`` (the
+    published SED setting, for long runs) decays as ``sqrt(warmup / step)``;
+    ``"constant"`` keeps the peak.
+    """
+    warmup_steps, total_steps = max(1, int(warmup_steps)), max(1, int(total_steps))
 
     def factor(step: int) -> float:
         step = step + 1
-        return min(step / warmup_steps, math.sqrt(warmup_steps / step))
+        if step < warmup_steps:
+            return step / warmup_steps
+        if schedule == "inverse_sqrt":
+            return math.sqrt(warmup_steps / step)
+        if schedule == "cosine":
+            frac = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+        return 1.0
 
     return factor
 
@@ -30,27 +45,30 @@ class AutoencoderTrainingPlan(pl.LightningModule):
     module
         The :class:`~sc_sed.module.SEDModule`.
     lr
-        Peak learning rate (Adam).
+        Peak learning rate (AdamW).
     weight_decay
         AdamW weight decay.
     warmup_steps
-        Linear warm-up steps before inverse-square-root decay; ``None`` uses 5% of the
-        run's optimiser steps (at most 4,000).
+        Linear warm-up steps; ``None`` uses 5% of the run's optimiser steps (at most 4,000).
+    lr_schedule
+        Decay after warm-up, see :func:`lr_factor`.
     """
 
     def __init__(
         self,
         module: SEDModule,
         *,
-        lr: float = 1e-3,
+        lr: float = 2e-3,
         weight_decay: float = 1e-5,
         warmup_steps: int | None = None,
+        lr_schedule: Literal["cosine", "inverse_sqrt", "constant"] = "cosine",
     ):
         super().__init__()
         self.module = module
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
+        self.lr_schedule = lr_schedule
 
     def on_fit_start(self) -> None:
         """Train only the autoencoder; the denoiser waits for the second stage."""
@@ -75,13 +93,12 @@ class AutoencoderTrainingPlan(pl.LightningModule):
         self._step(batch, "validation")
 
     def configure_optimizers(self):
-        """AdamW with warm-up and inverse-square-root decay."""
+        """AdamW with warm-up and decay (see :func:`lr_factor`)."""
         params = [p for n, p in self.module.named_parameters() if n.startswith(("encoder.", "decoder."))]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        warmup = self.warmup_steps
-        if warmup is None:
-            warmup = min(4000, max(1, int(0.05 * self.trainer.estimated_stepping_batches)))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_inverse_sqrt(warmup))
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = self.warmup_steps if self.warmup_steps is not None else min(4000, int(0.05 * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(self.lr_schedule, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -143,10 +160,8 @@ class DiffusionTrainingPlan(pl.LightningModule):
         self.module.requires_grad_(False)
 
     def configure_optimizers(self):
-        """AdamW with cosine decay."""
+        """AdamW with a short warm-up and cosine decay (see :func:`lr_factor`)."""
         opt = torch.optim.AdamW(self.module.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-        )
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor("cosine", min(500, total // 20), total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
