@@ -36,13 +36,15 @@ class DemoConfig:
     seed: int = 0
     heldout_fraction: float = 0.2
     n_hidden: int = 64
+    n_layers: int = 1
     n_latent: int = 32
+    batch_size: int = 64
     n_steps: int = 50
     figures: bool = True
 
 
 def stratified_split(labels: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of (training, held-out) rows, holding out ``fraction`` of each label."""
+    """Split row indices into (training, held-out), holding out ``fraction`` of each label."""
     rng = np.random.default_rng(seed)
     held = []
     for _, rows in pd.Series(np.arange(len(labels)), index=labels.values).groupby(level=0, observed=True):
@@ -98,9 +100,11 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
     train_idx, held_idx = stratified_split(adata.obs["bulk_labels"], cfg.heldout_fraction, cfg.seed)
     train, heldout = adata[train_idx].copy(), adata[held_idx].copy()
     sc_sed.SEDModel.setup_anndata(train, layer="counts", labels_key="bulk_labels")
-    model = sc_sed.SEDModel(train, n_hidden=cfg.n_hidden, n_ff=2 * cfg.n_hidden, n_latent=cfg.n_latent)
+    model = sc_sed.SEDModel(
+        train, n_hidden=cfg.n_hidden, n_ff=2 * cfg.n_hidden, n_layers=cfg.n_layers, n_latent=cfg.n_latent
+    )
     start = time.time()
-    model.train(cfg.max_epochs, cfg.diffusion_max_epochs, accelerator=cfg.accelerator)
+    model.train(cfg.max_epochs, cfg.diffusion_max_epochs, accelerator=cfg.accelerator, batch_size=cfg.batch_size)
     train_s = time.time() - start
     labels = heldout.obs["bulk_labels"].value_counts()
     start = time.time()
@@ -126,6 +130,6 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
 
 
 def overall_metrics(metrics: pd.DataFrame) -> dict[str, float]:
-    """The headline metrics (group ``"all"``) as a dict."""
+    """Return the headline metrics (group ``"all"``) as a dict."""
     overall = metrics[metrics["group"] == "all"].set_index("metric")["value"]
     return {k: float(overall[k]) for k in SUMMARY_METRICS if k in overall.index}

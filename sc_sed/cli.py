@@ -78,7 +78,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``sc-sed`` argument parser."""
+    """Build the ``sc-sed`` argument parser."""
     parser = argparse.ArgumentParser(prog="sc-sed", description="Sparsity-Exploiting Diffusion for sparse AnnData.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -40,7 +40,7 @@ def test_train_then_generate_pipeline(tmp_path):
     assert rc == 0 and (model_dir / "model.pt").exists()
     out = tmp_path / "synth.h5ad"
     label = str(adata.obs["cell_type"].cat.categories[0])
-    assert main(["generate", str(model_dir), "--out", str(out), "--labels", '{"%s": 4}' % label, "--n-steps", "3"]) == 0
+    assert main(["generate", str(model_dir), "--out", str(out), "--labels", f'{{"{label}": 4}}', "--n-steps", "3"]) == 0
     import anndata as ad
 
     synth = ad.read_h5ad(out)

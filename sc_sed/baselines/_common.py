@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def counts_matrix(adata: AnnData, layer: str | None) -> sp.csr_matrix:
-    """The data as float32 CSR (a new matrix; ``adata`` is not modified).
+    """Return the data as float32 CSR (a new matrix; ``adata`` is not modified).
 
     Parameters
     ----------
@@ -150,10 +150,15 @@ class BaselineModel:
         return codes, draw_library(self.library_, self.train_codes_, codes, rng)
 
     def _output(self, x: sp.csr_matrix, codes: np.ndarray, **provenance: Any) -> AnnData:
-        """Generated rows as an AnnData shaped like :meth:`sc_sed.SEDModel.generate` output."""
+        """Wrap generated rows in an AnnData shaped like :meth:`sc_sed.SEDModel.generate` output."""
         from sc_sed import __version__
 
         index = pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])])
         obs = condition_obs(self.conditions_, codes, index)
-        uns = {"version": __version__, "model": type(self).__name__, "method": self.method, **provenance}
+        uns = {
+            "version": __version__,
+            "model": type(self).__name__,
+            "method": self.method,
+            **provenance,
+        }
         return synthetic_anndata(x, self.var_names_, obs, layer=self.layer, uns=uns)

@@ -150,15 +150,17 @@ class DenseDDPM(BaselineModel):
             max_epochs = int(min(1000, math.ceil(3000 / max(1, n // batch_size))))
         torch.manual_seed(seed)
         data = StandardisedRows(
-            self._x_norm, self.module.latent_mean.cpu().numpy(), self.module.latent_std.cpu().numpy(), self.train_codes_
+            self._x_norm,
+            self.module.latent_mean.cpu().numpy(),
+            self.module.latent_std.cpu().numpy(),
+            self.train_codes_,
         )
         loader = standardised_loader(data, batch_size=int(batch_size), seed=seed)
         plan = DiffusionTrainingPlan(self.module, lr=lr, ema_decay=ema_decay)
-        trainer_kwargs.setdefault("gradient_clip_val", 1.0)
+        defaults = {"gradient_clip_val": 1.0, "logger": False, "enable_checkpointing": False}
         trainer = pl.Trainer(
-            max_epochs=max_epochs, accelerator=accelerator, devices=devices, logger=False,
-            enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=progress_bar, **trainer_kwargs,
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices,
+            enable_progress_bar=progress_bar, **{**defaults, **trainer_kwargs},
         )  # fmt: skip
         trainer.fit(plan, train_dataloaders=loader)
         self.module.eval()
@@ -166,15 +168,21 @@ class DenseDDPM(BaselineModel):
         self.is_trained_ = True
 
     @torch.inference_mode()
-    def _sample_counts(self, codes, library, *, guidance, sampler, n_steps, generator) -> torch.Tensor:
+    def _sample_counts(
+        self, codes, library, *, guidance, sampler, n_steps, generator
+    ) -> torch.Tensor:
         """``(n, D)`` raw generated values in count space for one minibatch."""
         device = self.module.device
         cond = torch.as_tensor(codes, device=device)
-        y = self.module.sample_latents(cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator)
+        y = self.module.sample_latents(
+            cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator
+        )
         lib = torch.as_tensor(library, dtype=y.dtype, device=device)
         return to_counts(y, lib, target_sum=self.target_sum)
 
-    def _batches(self, n_cells, labels, *, guidance_scale, sampler, n_steps, seed, batch_size, progress_bar):
+    def _batches(
+        self, n_cells, labels, *, guidance_scale, sampler, n_steps, seed, batch_size, progress_bar
+    ):
         """Yield ``(raw count-space values, codes)`` per minibatch, all seeded by ``seed``."""
         if int(batch_size) < 1:
             msg = f"batch_size must be a positive integer, got {batch_size}."
@@ -185,9 +193,17 @@ class DenseDDPM(BaselineModel):
         starts = range(0, codes.shape[0], int(batch_size))
         for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
             part = slice(start, start + int(batch_size))
-            yield self._sample_counts(
-                codes[part], library[part], guidance=guidance, sampler=sampler, n_steps=n_steps, generator=generator
-            ), codes[part]
+            yield (
+                self._sample_counts(
+                    codes[part],
+                    library[part],
+                    guidance=guidance,
+                    sampler=sampler,
+                    n_steps=n_steps,
+                    generator=generator,
+                ),
+                codes[part],
+            )
 
     def fit_threshold(
         self,
@@ -222,7 +238,11 @@ class DenseDDPM(BaselineModel):
             ):  # fmt: skip
                 quantile.update(x)
             self.thresholds_[key] = quantile.threshold_for_zero_fraction(self.zero_fraction_)
-            logger.info("Auto threshold %.4g for training zero fraction %.4f.", self.thresholds_[key], self.zero_fraction_)
+            logger.info(
+                "Auto threshold %.4g for training zero fraction %.4f.",
+                self.thresholds_[key],
+                self.zero_fraction_,
+            )
         return self.thresholds_[key]
 
     def _resolve_threshold(self, threshold, **settings) -> float | None:
@@ -289,7 +309,9 @@ class DenseDDPM(BaselineModel):
         settings = {"sampler": sampler, "n_steps": n_steps, "guidance_scale": guidance_scale}
         tau = self._resolve_threshold(threshold, **settings, batch_size=batch_size)
         parts, all_codes = [], []
-        for x, codes in self._batches(n_cells, labels, seed=seed, batch_size=batch_size, progress_bar=progress_bar, **settings):
+        for x, codes in self._batches(
+            n_cells, labels, seed=seed, batch_size=batch_size, progress_bar=progress_bar, **settings
+        ):
             if tau is not None:
                 x = apply_threshold(x, tau, integer=self.is_integer_)
             parts.append(sp.csr_matrix(x.cpu().numpy()))
@@ -298,5 +320,7 @@ class DenseDDPM(BaselineModel):
         provenance["guidance_scale"] = {c.obs_key: float(guidance_scale) for c in self.conditions_}
         if tau is not None:
             rule = "auto" if isinstance(threshold, str) else "fixed"
-            provenance.update(method=f"{self.method}_thresholded", threshold=tau, threshold_rule=rule)
+            provenance.update(
+                method=f"{self.method}_thresholded", threshold=tau, threshold_rule=rule
+            )
         return self._output(sp.vstack(parts, format="csr"), np.concatenate(all_codes), **provenance)

@@ -49,11 +49,11 @@ def _keep_batch(batch):
     return batch
 
 
-def standardised_loader(
-    data: StandardisedRows, *, batch_size: int, seed: int = 0
-) -> DataLoader:
-    """Shuffled minibatch loader over :class:`StandardisedRows` (last partial batch dropped
-    when there is more than one batch)."""
+def standardised_loader(data: StandardisedRows, *, batch_size: int, seed: int = 0) -> DataLoader:
+    """Shuffled minibatch loader over :class:`StandardisedRows`.
+
+    The last partial batch is dropped when there is more than one batch.
+    """
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         data,

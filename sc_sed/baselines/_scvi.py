@@ -112,7 +112,9 @@ class ScVIPrior(BaselineModel):
             msg = f"gene_likelihood must be 'nb' or 'zinb', got {gene_likelihood!r}."
             raise ValueError(msg)
         if not self.is_integer_:
-            logger.warning("ScVIPrior expects integer counts; the data are not integers (pass layer= with raw counts).")
+            logger.warning(
+                "ScVIPrior expects integer counts; the data are not integers (pass layer= with raw counts)."
+            )
         self.condition_on_labels = bool(condition_on_labels and labels_key is not None)
         self.scvi_ = self._build_scvi(n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers,
                                       gene_likelihood=gene_likelihood, **scvi_kwargs)  # fmt: skip
@@ -126,7 +128,9 @@ class ScVIPrior(BaselineModel):
         if self.condition_on_labels:
             batch_key = "label"
             categories = list(self.conditions_[0].categories)
-            obs[batch_key] = pd.Categorical.from_codes(self.train_codes_[:, 0], categories=categories)
+            obs[batch_key] = pd.Categorical.from_codes(
+                self.train_codes_[:, 0], categories=categories
+            )
         inner = AnnData(X=self._x, obs=obs, var=pd.DataFrame(index=self.var_names_))
         SCVI.setup_anndata(inner, batch_key=batch_key)
         return SCVI(inner, **kwargs)
@@ -175,12 +179,16 @@ class ScVIPrior(BaselineModel):
         self.is_trained_ = True
 
     @torch.inference_mode()
-    def _sample(self, codes: np.ndarray, library: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    def _sample(
+        self, codes: np.ndarray, library: np.ndarray, generator: torch.Generator
+    ) -> torch.Tensor:
         module = self.scvi_.module
         device = module.device
         z = torch.randn((codes.shape[0], module.n_latent), generator=generator, device=device)
         log_lib = torch.as_tensor(np.log(library), dtype=torch.float32, device=device)[:, None]
-        batch = codes[:, :1] if self.condition_on_labels else np.zeros((codes.shape[0], 1), np.int64)
+        batch = (
+            codes[:, :1] if self.condition_on_labels else np.zeros((codes.shape[0], 1), np.int64)
+        )
         px = module.generative(z, log_lib, torch.as_tensor(batch, device=device))["px"]
         zi = px.zi_probs if hasattr(px, "zi_logits") else None
         return negative_binomial(px.mu, px.theta, zi_probs=zi, generator=generator)
@@ -224,7 +232,9 @@ class ScVIPrior(BaselineModel):
         starts = range(0, codes.shape[0], int(batch_size))
         for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
             part = slice(start, start + int(batch_size))
-            parts.append(sp.csr_matrix(self._sample(codes[part], library[part], generator).cpu().numpy()))
+            parts.append(
+                sp.csr_matrix(self._sample(codes[part], library[part], generator).cpu().numpy())
+            )
         return self._output(
             sp.vstack(parts, format="csr"), codes, seed=seed,
             condition_on_labels=self.condition_on_labels,

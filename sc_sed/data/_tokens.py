@@ -11,6 +11,7 @@ allocates a ``(batch, n_features)`` tensor for sparse input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -144,9 +145,14 @@ def tokens_from_csr(
     -------
     The framed batch; its length is the longest row in the batch plus two.
     """
-    n_rows = crow.numel() - 1
-    crow, col = crow.long(), col.long()
-    row = _row_of_each_entry(crow)
+    row = _row_of_each_entry(crow.long())
+    return _tokens_from_entries(
+        row, col.long(), val, crow.numel() - 1, n_features, max_nonzero, on_long_rows
+    )
+
+
+def _tokens_from_entries(row, col, val, n_rows, n_features, max_nonzero, on_long_rows):
+    """Frame (row, col, val) entries in any order (zeros dropped) as token tensors."""
     keep = val != 0
     row, col, val = _sort_within_rows(row[keep], col[keep], val[keep].float(), n_features)
     n_nonzero = torch.bincount(row, minlength=n_rows)
@@ -167,7 +173,7 @@ def tokens_from_csr(
 
 
 def tokens_from_tensor(
-    x: torch.Tensor,
+    x: torch.Tensor | Sequence[torch.Tensor],
     *,
     max_nonzero: int | None = None,
     on_long_rows: LongRows = "error",
@@ -177,8 +183,11 @@ def tokens_from_tensor(
     Parameters
     ----------
     x
-        ``(batch, n_features)`` tensor. Sparse layouts are converted to CSR; dense input
-        (the user's data was dense) is converted without copying the zeros.
+        ``(batch, n_features)`` tensor, or a sequence of ``(batch, n_features_k)``
+        tensors that are feature blocks of one row (e.g. MuData modalities): block ``k``'s
+        features get ids offset by the sizes of the blocks before it. Sparse layouts are
+        read as they are; dense input (the user's data was dense) is converted without
+        copying the zeros.
     max_nonzero
         See :func:`tokens_from_csr`.
     on_long_rows
@@ -188,16 +197,18 @@ def tokens_from_tensor(
     -------
     The framed batch.
     """
-    if x.layout != torch.sparse_csr:
-        x = x.to_sparse_csr()
-    return tokens_from_csr(
-        x.crow_indices(),
-        x.col_indices(),
-        x.values(),
-        x.shape[1],
-        max_nonzero=max_nonzero,
-        on_long_rows=on_long_rows,
-    )
+    blocks = [x] if isinstance(x, torch.Tensor) else list(x)
+    rows, cols, vals, offset = [], [], [], 0
+    for block in blocks:
+        block = block if block.layout == torch.sparse_csr else block.to_sparse_csr()
+        rows.append(_row_of_each_entry(block.crow_indices().long()))
+        cols.append(block.col_indices().long() + offset)
+        vals.append(block.values())
+        offset += block.shape[1]
+    return _tokens_from_entries(
+        torch.cat(rows), torch.cat(cols), torch.cat(vals), blocks[0].shape[0], offset,
+        max_nonzero, on_long_rows,
+    )  # fmt: skip
 
 
 def csr_to_tokens(

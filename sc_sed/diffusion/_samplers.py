@@ -35,7 +35,7 @@ class _Sampler:
     def init_noise(
         self, shape: tuple[int, ...], generator: torch.Generator | None, device
     ) -> torch.Tensor:
-        """Initial state at ``t = 1``: standard Gaussian noise."""
+        """Draw the initial state at ``t = 1``: standard Gaussian noise."""
         return torch.randn(shape, generator=generator, device=device)
 
 

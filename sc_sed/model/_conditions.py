@@ -41,7 +41,7 @@ class ConditionSpec:
 
 
 def condition_specs(registry: Mapping[str, Any]) -> list[ConditionSpec]:
-    """The covariates given to ``setup_anndata`` (labels, batch, categorical covariates)."""
+    """List the covariates given to ``setup_anndata`` (labels, batch, categorical covariates)."""
     args = registry["setup_args"]
     fields = registry[_FIELDS]
     specs = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from anndata import AnnData
+from scvi import REGISTRY_KEYS
 from scvi.data.fields import LayerField
 
 from sc_sed.data import matrix_stats
@@ -78,5 +79,6 @@ class SparseLayerField(LayerField):
     def get_summary_stats(self, state_registry: dict) -> dict:
         """Summary stats: scvi-tools' ``n_vars``/``n_cells`` plus the longest row."""
         summary = super().get_summary_stats(state_registry)
-        summary["max_nonzero"] = int(state_registry[self.STATS_KEY]["max_nonzero"])
+        key = "max_nonzero" if self.registry_key == REGISTRY_KEYS.X_KEY else f"max_nonzero_{self.registry_key}"
+        summary[key] = int(state_registry[self.STATS_KEY]["max_nonzero"])
         return summary

@@ -31,10 +31,12 @@ from sc_sed.train import (
 
 from ._conditions import condition_codes, condition_specs, draw_conditions
 from ._fields import SparseLayerField
+from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference, to_mudata
 from ._output import condition_obs, synthetic_anndata
 
 if TYPE_CHECKING:
     from anndata import AnnData
+    from mudata import MuData
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -
     return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
 
 
-class SEDModel(BaseModelClass):
+class SEDModel(MuDataSetupMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
     Rows are encoded from their non-zero (feature, value) pairs by a set encoder,
@@ -175,6 +177,12 @@ class SEDModel(BaseModelClass):
         )
         self.autoencoder_trained_ = False
         self.diffusion_trained_ = False
+        if adata is not None:
+            # kept (and saved) so generated AnnData carry the training feature annotations
+            # (pixel coordinates, modalities, item metadata) even without the AnnData
+            ref = joint_reference(adata, self.registry_)
+            self.training_var_ = ref.var.copy()
+            self.training_uns_ = {k: v for k, v in ref.uns.items() if k.startswith("sc_sed_")}
         cond = ", ".join(c.obs_key for c in self._conditions) or "none"
         self._model_summary_string = (
             f"SEDModel: {stats['n_vars']} features, n_latent={n_latent}, n_hidden={n_hidden}, "
@@ -232,8 +240,11 @@ class SEDModel(BaseModelClass):
 
     @property
     def _data_stats(self) -> dict:
-        state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
-        return state[SparseLayerField.STATS_KEY]
+        return combined_stats(self.registry_)
+
+    @property
+    def _x_keys(self) -> list[str]:
+        return data_keys(self.registry_)
 
     @staticmethod
     def _resolve_likelihood(choice: str, stats: dict) -> str:
@@ -380,6 +391,7 @@ class SEDModel(BaseModelClass):
             max_epochs = _default_epochs(int(self.adata.n_obs * train_size), batch_size, 3000, 400)
         splitter = SparseDataSplitter(
             self.adata_manager,
+            x_keys=self._x_keys,
             max_nonzero=self.max_nonzero_,
             on_long_rows=self.on_long_rows,
             train_size=train_size,
@@ -439,7 +451,9 @@ class SEDModel(BaseModelClass):
         )
         device = self.module.device
         for batch in loader:
-            batch = tokenize_batch(batch, max_nonzero=self.max_nonzero_, on_long_rows=self.on_long_rows)
+            batch = tokenize_batch(
+                batch, x_keys=self._x_keys, max_nonzero=self.max_nonzero_, on_long_rows=self.on_long_rows
+            )
             yield {k: v.to(device) for k, v in batch.items()}
 
     @torch.inference_mode()
@@ -519,10 +533,7 @@ class SEDModel(BaseModelClass):
             z = self.module.encode(b["tokens_index"], b["tokens_value"])
             parts.append(self._decode_to_csr(z, generator, temperature, greedy))
         uns = self._provenance(seed=seed, task="reconstruct", greedy=greedy, temperature=temperature)
-        return synthetic_anndata(
-            sp.vstack(parts, format="csr"), self.get_var_names(), source.obs.iloc[rows].copy(),
-            layer=self._layer, uns=uns,
-        )  # fmt: skip
+        return self._wrap(sp.vstack(parts, format="csr"), source.obs.iloc[rows].copy(), uns)
 
     # -- generation ------------------------------------------------------------------------------
     def _guidance_weights(self, guidance_scale: float | Mapping[str, float] | Sequence[float]) -> list[float]:
@@ -634,4 +645,13 @@ class SEDModel(BaseModelClass):
             seed=seed, sampler=sampler, n_steps=n_steps, temperature=temperature,
             guidance_scale=dict(zip([c.obs_key for c in self._conditions], weights, strict=True)),
         )  # fmt: skip
-        return synthetic_anndata(sp.vstack(parts, format="csr"), self.get_var_names(), obs, layer=self._layer, uns=uns)
+        return self._wrap(sp.vstack(parts, format="csr"), obs, uns)
+
+    def _wrap(self, x: sp.csr_matrix, obs: pd.DataFrame, uns: dict) -> AnnData | MuData:
+        """Generated rows as AnnData (or MuData for a MuData model) with training annotations."""
+        var = self.training_var_
+        out = synthetic_anndata(x, var.index, obs, layer=self._layer, uns=uns)
+        out.var = var.copy()
+        for key, value in self.training_uns_.items():
+            out.uns[key] = value
+        return to_mudata(out) if self.registry_["setup_args"].get("modalities") else out

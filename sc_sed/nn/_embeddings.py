@@ -9,7 +9,7 @@ from torch import nn
 
 
 def sinusoidal(x: torch.Tensor, dim: int, base: float = 10_000.0) -> torch.Tensor:
-    """Fixed sinusoidal features of a (float or integer) tensor.
+    """Compute fixed sinusoidal features of a (float or integer) tensor.
 
     Parameters
     ----------

@@ -143,8 +143,9 @@ class FlatIndexHead(nn.Module):
 
 
 class FactorisedIndexHead(nn.Module):
-    """Two-level hazard: the block of ``block_size`` ids holding the next id (or END), then
-    the offset inside that block.
+    """Two-level hazard: the block holding the next id (or END), then the offset in it.
+
+    Blocks hold ``block_size`` consecutive ids.
 
     With ``block_size ≈ sqrt(D)`` each token costs O(√D) instead of O(D). The monotone
     mask holds at both levels: a block is valid if it has an allowed id greater than

@@ -105,7 +105,7 @@ class ValueHead(nn.Module):
         if self.likelihood == "ztnb":
             log_mu, log_theta = params.unbind(-1)
             log_mu, log_theta = log_mu.clamp(-12, 12), log_theta.clamp(-8, 12)
-            mu, theta = log_mu.exp(), log_theta.exp()
+            theta = log_theta.exp()
             log_mu_theta = torch.logaddexp(log_mu, log_theta)
             log_p0 = theta * (log_theta - log_mu_theta)
             log_nb = (
@@ -157,17 +157,40 @@ class ValueHead(nn.Module):
         return self._sample_truncated_counts(rate, theta, generator)
 
     @staticmethod
-    def _sample_truncated_counts(rate, theta, generator, max_rounds: int = 64):
-        """Rejection sampling of zero-truncated (NB or Poisson) counts."""
-        out = torch.zeros_like(rate)
-        todo = torch.ones_like(rate, dtype=torch.bool)
+    def _sample_truncated_counts(rate, theta, generator, n_inverse: int = 48, max_rounds: int = 64):
+        """Zero-truncated NB (``theta`` given) or Poisson counts.
+
+        Inverse-CDF search over ``k = 1..n_inverse`` (in float64, from ``u ~ U(P(0), 1)``)
+        handles the common small values in a fixed number of cheap steps whatever ``P(0)``
+        is; the few larger draws fall back to rejection sampling of the untruncated law,
+        which accepts almost at once because their ``P(0)`` is small.
+        """
+        r = rate.double()
+        if theta is None:
+            p0, ratio = torch.exp(-r), None
+            pk = p0 * r
+        else:
+            th = theta.double()
+            q = r / (r + th)
+            p0 = torch.exp(th * (torch.log(th) - torch.log(r + th)))
+            pk = p0 * th * q
+        u = torch.rand(r.shape, generator=generator, device=r.device, dtype=torch.float64)
+        target = p0 + u * (1 - p0)
+        cdf = p0 + pk
+        out = torch.where(target <= cdf, 1.0, 0.0).double()
+        for k in range(2, n_inverse + 1):
+            ratio = r / k if theta is None else (k - 1 + th) / k * q
+            pk = pk * ratio
+            cdf = cdf + pk
+            out = torch.where((out == 0) & (target <= cdf), float(k), out)
+        todo = out == 0
         for _ in range(max_rounds):
-            lam = rate if theta is None else sample_gamma(theta, generator) * rate / theta
-            draw = torch.poisson(lam, generator=generator)
-            take = todo & (draw > 0)
-            out = torch.where(take, draw, out)
-            todo = todo & ~take
             if not bool(todo.any()):
                 break
-        # Rows still at zero have a tiny rate, where the truncated law is almost surely 1.
-        return torch.where(todo, torch.ones_like(out), out)
+            lam = rate if theta is None else sample_gamma(theta, generator) * rate / theta
+            draw = torch.poisson(lam, generator=generator).double()
+            take = todo & (draw > n_inverse)
+            out = torch.where(take, draw, out)
+            todo = todo & ~take
+        # still unresolved: the tail mass beyond n_inverse was negligible; take the boundary
+        return torch.where(todo, float(n_inverse), out).to(rate.dtype)

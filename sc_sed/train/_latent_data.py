@@ -68,5 +68,5 @@ class LatentDataModule(pl.LightningDataModule):
         return self._loader(np.tile(self._train_rows, self.repeats), shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        """Validation latents (empty list when there are none)."""
+        """Return the validation latents (an empty list when there are none)."""
         return self._loader(self._val_rows, shuffle=False) if self.n_val else []

@@ -89,7 +89,7 @@ class AutoencoderTrainingPlan(pl.LightningModule):
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Validation loss and index accuracy."""
+        """Log the validation loss and index accuracy."""
         self._step(batch, "validation")
 
     def configure_optimizers(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,16 +17,20 @@ from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY
 def tokenize_batch(
     batch: dict[str, Any],
     *,
+    x_keys: Sequence[str] = (REGISTRY_KEYS.X_KEY,),
     max_nonzero: int | None = None,
     on_long_rows: LongRows = "error",
 ) -> dict[str, Any]:
-    """Replace the ``X`` entry of a minibatch by framed (index, value) token tensors.
+    """Replace the data entries of a minibatch by framed (index, value) token tensors.
 
     Parameters
     ----------
     batch
-        A minibatch from :class:`~scvi.dataloaders.AnnDataLoader` (``X`` as a sparse CSR
-        tensor, or dense when the registered data were dense).
+        A minibatch from :class:`~scvi.dataloaders.AnnDataLoader` (data as sparse CSR
+        tensors, or dense when the registered data were dense).
+    x_keys
+        Registry keys of the data blocks, joined in this order into one feature space
+        (one key for AnnData, one per modality for MuData).
     max_nonzero
         Longest allowed row (see :func:`sc_sed.data.tokens_from_csr`).
     on_long_rows
@@ -33,13 +38,11 @@ def tokenize_batch(
 
     Returns
     -------
-    A new dict with ``tokens_index``/``tokens_value`` instead of ``X``.
+    A new dict with ``tokens_index``/``tokens_value`` instead of the data entries.
     """
-    out = {k: v for k, v in batch.items() if k != REGISTRY_KEYS.X_KEY}
-    x = batch[REGISTRY_KEYS.X_KEY]
-    if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(x)
-    tokens = tokens_from_tensor(x, max_nonzero=max_nonzero, on_long_rows=on_long_rows)
+    out = {k: v for k, v in batch.items() if k not in x_keys}
+    blocks = [torch.as_tensor(batch[k]) for k in x_keys]
+    tokens = tokens_from_tensor(blocks, max_nonzero=max_nonzero, on_long_rows=on_long_rows)
     out[TOKENS_INDEX_KEY] = tokens.index
     out[TOKENS_VALUE_KEY] = tokens.value
     return out
@@ -56,6 +59,8 @@ class SparseDataSplitter(DataSplitter):
     ----------
     adata_manager
         The model's :class:`~scvi.data.AnnDataManager`.
+    x_keys
+        Registry keys of the data blocks (see :func:`tokenize_batch`).
     max_nonzero
         Longest allowed row.
     on_long_rows
@@ -69,15 +74,19 @@ class SparseDataSplitter(DataSplitter):
         self,
         adata_manager,
         *,
+        x_keys: Sequence[str] = (REGISTRY_KEYS.X_KEY,),
         max_nonzero: int | None = None,
         on_long_rows: LongRows = "error",
         **kwargs,
     ):
         kwargs["load_sparse_tensor"] = True
         super().__init__(adata_manager, **kwargs)
+        self.x_keys = tuple(x_keys)
         self.max_nonzero = max_nonzero
         self.on_long_rows = on_long_rows
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Tokenise the (sparse) ``X`` of a batch on its device."""
-        return tokenize_batch(batch, max_nonzero=self.max_nonzero, on_long_rows=self.on_long_rows)
+        return tokenize_batch(
+            batch, x_keys=self.x_keys, max_nonzero=self.max_nonzero, on_long_rows=self.on_long_rows
+        )

@@ -118,3 +118,13 @@ def test_save_load_round_trip(trained, tmp_path):
 def test_history_has_both_stages(trained):
     model, _ = trained
     assert "train_loss" in model.history and "train_diffusion_loss" in model.history
+
+
+def test_generated_anndata_keeps_training_var_annotations(trained, tmp_path):
+    model, adata = trained
+    synth = model.generate(3, n_steps=3, progress_bar=False)
+    assert list(synth.var.columns) == list(adata.var.columns)
+    assert synth.uns["sc_sed_dataset"] == adata.uns["sc_sed_dataset"]
+    model.save(tmp_path / "m", overwrite=True)
+    loaded = sc_sed.SEDModel.load(tmp_path / "m")
+    assert list(loaded.generate(3, n_steps=3, progress_bar=False).var.columns) == list(adata.var.columns)

@@ -26,13 +26,23 @@ def test_count_samples_are_integers_at_least_one(lik):
     assert (head.sample(params, greedy=True) >= 1).all()
 
 
-def test_ztnb_sample_mean_matches_truncated_mean():
+@pytest.mark.parametrize(("mu", "theta"), [(2.0, 1.5), (0.05, 0.8), (60.0, 3.0)])
+def test_ztnb_sample_mean_matches_truncated_mean(mu, theta):
     head = ValueHead(4, "ztnb")
-    mu, theta = 2.0, 1.5
     params = torch.tensor([[math.log(mu), math.log(theta)]]).expand(40000, -1)
     x = head.sample(params, generator=torch.Generator().manual_seed(1))
     p0 = (theta / (theta + mu)) ** theta
     assert x.mean().item() == pytest.approx(mu / (1 - p0), rel=0.03)
+    assert (x >= 1).all()
+
+
+def test_ztpoisson_sample_frequencies_match_pmf():
+    head = ValueHead(4, "ztpoisson")
+    rate = 0.7
+    x = head.sample(torch.full((50000, 1), math.log(rate)), generator=torch.Generator().manual_seed(2))
+    for k in (1, 2, 3):
+        pmf = math.exp(-rate) * rate**k / math.factorial(k) / (1 - math.exp(-rate))
+        assert (x == k).float().mean().item() == pytest.approx(pmf, abs=0.01)
 
 
 def test_lognormal_positive_and_seeded():
