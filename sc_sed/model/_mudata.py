@@ -110,7 +110,7 @@ class MuDataSetupMixin:
 
 
 def joint_reference(adata, registry: dict):
-    """A one-row AnnData with the model's joint ``var`` and ``uns`` (AnnData: the data itself).
+    """Return a one-row AnnData with the joint ``var`` and ``uns`` (AnnData: the data itself).
 
     For a MuData model this is :func:`sc_sed.data.concat_modalities` of the first row, so
     ``var`` holds every modality's features in order with a ``modality`` column, and

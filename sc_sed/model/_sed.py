@@ -648,7 +648,7 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         return self._wrap(sp.vstack(parts, format="csr"), obs, uns)
 
     def _wrap(self, x: sp.csr_matrix, obs: pd.DataFrame, uns: dict) -> AnnData | MuData:
-        """Generated rows as AnnData (or MuData for a MuData model) with training annotations."""
+        """Wrap generated rows as AnnData (MuData for a MuData model) with training annotations."""
         var = self.training_var_
         out = synthetic_anndata(x, var.index, obs, layer=self._layer, uns=uns)
         out.var = var.copy()
