@@ -174,7 +174,7 @@ class DenseDDPM(BaselineModel):
         """``(n, D)`` raw generated values in count space for one minibatch."""
         device = self.module.device
         cond = torch.as_tensor(codes, device=device)
-        y = self.module.sample_latents(
+        y = self.module.sample(
             cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator
         )
         lib = torch.as_tensor(library, dtype=y.dtype, device=device)

@@ -429,8 +429,10 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         rows = self.train_indices_ if self.train_indices_ is not None else np.arange(self.adata.n_obs)
         rows = np.sort(np.asarray(rows))
         z = torch.as_tensor(self.get_latent_representation(indices=rows))
-        self.module.set_latent_stats(z.to(self.module.latent_mean.device))
-        z = self.module.standardise(z.to(self.module.latent_mean.device)).cpu()
+        diffusion = self.module.diffusion
+        z = z.to(diffusion.latent_mean.device)
+        diffusion.fit_stats(z)
+        z = diffusion.standardise(z).cpu()
         codes = condition_codes(self.adata_manager, self._conditions, rows)
         self.train_condition_codes_ = codes
         cond = torch.as_tensor(codes)
@@ -438,7 +440,7 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         if max_epochs is None:
             max_epochs = _default_epochs(data.n_train * data.repeats, batch_size, 6000, 2000)
         splits = (self.train_indices_, self.validation_indices_, self.test_indices_)
-        plan = DiffusionTrainingPlan(self.module, **(plan_kwargs or {}))
+        plan = DiffusionTrainingPlan(self.module.diffusion, **(plan_kwargs or {}))
         self._run(plan, data, max_epochs, accelerator, devices, early_stopping, "validation_diffusion_loss", trainer_kwargs)
         self.train_indices_, self.validation_indices_, self.test_indices_ = splits
         self.diffusion_trained_ = True
@@ -638,7 +640,7 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         starts = range(0, codes.shape[0], batch_size)
         for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
             cond = torch.as_tensor(codes[start : start + batch_size], device=device)
-            z = self.module.sample_latents(cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator)
+            z = self.module.diffusion.sample(cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator)
             parts.append(self._decode_to_csr(z, generator, temperature, greedy=False))
         obs = condition_obs(self._conditions, codes, pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])]))
         uns = self._provenance(

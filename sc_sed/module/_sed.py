@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from sc_sed.diffusion import CosineLogSNRSchedule, make_sampler
-from sc_sed.nn import ARDecoder, LatentDenoiser, SetEncoder
+from sc_sed.nn import ARDecoder, SetEncoder
+
+from ._diffusion import LatentDiffusion
 
 TOKENS_INDEX_KEY = "tokens_index"
 TOKENS_VALUE_KEY = "tokens_value"
@@ -19,6 +19,8 @@ CONDITION_KEY = "condition"
 
 class SEDModule(BaseModuleClass):
     """Sparsity-Exploiting Diffusion on tensors: set encoder, AR decoder, latent diffusion.
+
+    The latent diffusion lives in ``self.diffusion`` (a :class:`LatentDiffusion`).
 
     Built from integers only; knows nothing about AnnData. Rows arrive as framed
     (index, value) token tensors (see :func:`sc_sed.data.tokens_from_csr`).
@@ -103,9 +105,6 @@ class SEDModule(BaseModuleClass):
         self.max_nonzero = max_nonzero
         self.n_latent = n_latent
         self.kl_weight = kl_weight
-        self.cond_dropout = cond_dropout
-        self.self_cond_prob = self_cond_prob
-        self.n_cats_per_cond = list(n_cats_per_cond)
         self.encoder = SetEncoder(
             n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base
         )
@@ -113,16 +112,13 @@ class SEDModule(BaseModuleClass):
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base,
         )  # fmt: skip
-        self.denoiser = LatentDenoiser(
-            n_latent, denoiser_widths, n_cats_per_cond, n_embed, denoiser_dropout
-        )
-        self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
-        self.schedule = CosineLogSNRSchedule(logsnr_min, logsnr_max)
+        self.diffusion = LatentDiffusion(
+            n_latent, n_cats_per_cond, denoiser_widths, n_embed, denoiser_dropout,
+            cond_dropout, self_cond_prob, logsnr_min, logsnr_max,
+        )  # fmt: skip
         if allowed_features is None:
             allowed_features = torch.ones(n_features, dtype=torch.bool)
         self.register_buffer("allowed_features", torch.as_tensor(allowed_features, dtype=torch.bool))
-        self.register_buffer("latent_mean", torch.zeros(n_latent))
-        self.register_buffer("latent_std", torch.ones(n_latent))
 
     # -- scvi-tools module contract (autoencoder stage) ---------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -196,124 +192,3 @@ class SEDModule(BaseModuleClass):
             greedy=greedy,
             use_cache=use_cache,
         )
-
-    # -- latent diffusion ------------------------------------------------------------------
-    def set_latent_stats(self, z: torch.Tensor) -> None:
-        """Store the mean/std of training latents used to standardise them for diffusion."""
-        self.latent_mean.copy_(z.mean(0))
-        self.latent_std.copy_(z.std(0).clamp_min(1e-4))
-
-    def standardise(self, z: torch.Tensor) -> torch.Tensor:
-        """Map encoder latents to the standardised diffusion space."""
-        return (z - self.latent_mean) / self.latent_std
-
-    def unstandardise(self, z: torch.Tensor) -> torch.Tensor:
-        """Map diffusion samples back to encoder-latent space."""
-        return z * self.latent_std + self.latent_mean
-
-    def _drop_conditions(self, cond: torch.Tensor) -> torch.Tensor:
-        if cond.shape[1] == 0 or self.cond_dropout <= 0:
-            return cond
-        null = self.denoiser.null_condition(cond.shape[0], cond.device)
-        drop = torch.rand(cond.shape, device=cond.device) < self.cond_dropout
-        return torch.where(drop, null, cond)
-
-    def diffusion_loss(self, z0: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """x₀-prediction loss on standardised latents ``z0`` with condition codes ``cond``.
-
-        Times are uniform on [0, 1]; the squared error is weighted by ``max(SNR, 1)``
-        (truncated-SNR weighting). With probability ``self_cond_prob`` the denoiser first
-        predicts x₀ without gradient and sees that estimate as self-conditioning input.
-        """
-        t = torch.rand(z0.shape[0], device=z0.device)
-        noise = torch.randn_like(z0)
-        z_t = self.schedule.add_noise(z0, t, noise)
-        logsnr = self.schedule.logsnr(t)
-        cond = self._drop_conditions(cond)
-        self_cond = torch.zeros_like(z0)
-        if torch.rand(()) < self.self_cond_prob:
-            with torch.no_grad():
-                self_cond = self.denoiser(z_t, logsnr, self_cond, cond)
-        pred = self.denoiser(z_t, logsnr, self_cond, cond)
-        weight = torch.exp(logsnr).clamp_min(1.0).clamp_max(1e4)
-        return (weight * ((pred - z0) ** 2).mean(-1)).mean()
-
-    def guided_x0(
-        self,
-        z_t: torch.Tensor,
-        logsnr: torch.Tensor,
-        self_cond: torch.Tensor,
-        cond: torch.Tensor,
-        guidance: Sequence[float],
-    ) -> torch.Tensor:
-        """x₀ estimate of the EMA denoiser with per-covariate classifier-free guidance.
-
-        With covariates ``c_1..c_K`` and weights ``w_k`` the estimate is
-        ``x0(∅) + Σ_k w_k [x0(c_1..c_k) − x0(c_1..c_{k−1})]``: all weights 1 give the
-        conditional estimate, all 0 the unconditional one, and a single covariate gives
-        standard guidance ``x0(∅) + w (x0(c) − x0(∅))``.
-        """
-        net = self.ema_denoiser
-        k = cond.shape[1]
-        if k == 0 or all(w == 1.0 for w in guidance):
-            return net(z_t, logsnr, self_cond, cond)
-        null = net.null_condition(cond.shape[0], cond.device)
-        variants = [torch.cat([cond[:, :j], null[:, j:]], dim=1) for j in range(k + 1)]
-        preds = net(
-            z_t.repeat(k + 1, 1),
-            logsnr.repeat(k + 1),
-            self_cond.repeat(k + 1, 1),
-            torch.cat(variants, dim=0),
-        ).chunk(k + 1)
-        out = preds[0]
-        for j, w in enumerate(guidance, start=1):
-            out = out + w * (preds[j] - preds[j - 1])
-        return out
-
-    @torch.no_grad()
-    def sample_latents(
-        self,
-        cond: torch.Tensor,
-        *,
-        sampler: Literal["ddim", "ddpm"] = "ddim",
-        n_steps: int = 50,
-        guidance: Sequence[float] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Sample encoder-space latents by reverse diffusion with the EMA denoiser.
-
-        Parameters
-        ----------
-        cond
-            ``(n, n_conds)`` condition codes (one row per latent to sample).
-        sampler
-            ``"ddim"`` (deterministic) or ``"ddpm"`` (ancestral).
-        n_steps
-            Number of sampling steps.
-        guidance
-            One guidance weight per covariate (default all 1: plain conditional).
-        generator
-            Source of randomness.
-
-        Returns
-        -------
-        ``(n, n_latent)`` latents in encoder space (un-standardised).
-        """
-        guidance = list(guidance) if guidance is not None else [1.0] * cond.shape[1]
-        step = make_sampler(sampler, self.schedule, n_steps)
-        times = step.timesteps(cond.device)
-        z = step.init_noise((cond.shape[0], self.n_latent), generator, cond.device)
-        x0 = torch.zeros_like(z)
-        for t, s in zip(times[:-1], times[1:], strict=True):
-            logsnr = self.schedule.logsnr(t).expand(z.shape[0])
-            x0 = self.guided_x0(z, logsnr, x0, cond, guidance)
-            z = step.step(z, x0, t, s, generator=generator)
-        return self.unstandardise(z)
-
-    @torch.no_grad()
-    def update_ema(self, decay: float) -> None:
-        """``ema ← decay·ema + (1 − decay)·weights`` for the denoiser."""
-        for ema, p in zip(self.ema_denoiser.parameters(), self.denoiser.parameters(), strict=True):
-            ema.lerp_(p.detach(), 1.0 - decay)
-        for ema, b in zip(self.ema_denoiser.buffers(), self.denoiser.buffers(), strict=True):
-            ema.copy_(b)

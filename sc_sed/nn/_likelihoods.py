@@ -160,29 +160,29 @@ class ValueHead(nn.Module):
     def _sample_truncated_counts(rate, theta, generator, n_inverse: int = 48, max_rounds: int = 64):
         """Zero-truncated NB (``theta`` given) or Poisson counts.
 
-        Inverse-CDF search over ``k = 1..n_inverse`` (in float64, from ``u ~ U(P(0), 1)``)
-        handles the common small values in a fixed number of cheap steps whatever ``P(0)``
-        is; the few larger draws fall back to rejection sampling of the untruncated law,
-        which accepts almost at once because their ``P(0)`` is small.
+        A vectorised inverse-CDF lookup over ``k = 1..n_inverse`` (float64, from
+        ``u ~ U(P(0), 1)``) handles the common small values in a handful of tensor
+        operations whatever ``P(0)`` is; the few larger draws fall back to rejection
+        sampling of the untruncated law conditioned on ``> n_inverse``, which accepts
+        quickly because such rows put real mass there.
         """
-        r = rate.double()
+        r = rate.double().unsqueeze(-1)
+        k = torch.arange(1, n_inverse + 1, device=r.device, dtype=torch.float64)
         if theta is None:
-            p0, ratio = torch.exp(-r), None
-            pk = p0 * r
+            log_p0 = -r
+            log_pk = k * torch.log(r) - r - torch.lgamma(k + 1)
         else:
-            th = theta.double()
-            q = r / (r + th)
-            p0 = torch.exp(th * (torch.log(th) - torch.log(r + th)))
-            pk = p0 * th * q
-        u = torch.rand(r.shape, generator=generator, device=r.device, dtype=torch.float64)
-        target = p0 + u * (1 - p0)
-        cdf = p0 + pk
-        out = torch.where(target <= cdf, 1.0, 0.0).double()
-        for k in range(2, n_inverse + 1):
-            ratio = r / k if theta is None else (k - 1 + th) / k * q
-            pk = pk * ratio
-            cdf = cdf + pk
-            out = torch.where((out == 0) & (target <= cdf), float(k), out)
+            th = theta.double().unsqueeze(-1)
+            log_p0 = th * (torch.log(th) - torch.log(r + th))
+            log_pk = (
+                torch.lgamma(k + th) - torch.lgamma(th) - torch.lgamma(k + 1)
+                + log_p0 + k * (torch.log(r) - torch.log(r + th))
+            )  # fmt: skip
+        p0 = torch.exp(log_p0)
+        u = torch.rand(p0.shape, generator=generator, device=r.device, dtype=torch.float64)
+        cdf = p0 + torch.cumsum(torch.exp(log_pk), dim=-1)
+        below = (cdf < p0 + u * (1 - p0)).sum(-1)
+        out = torch.where(below < n_inverse, below + 1, 0).to(torch.float64)
         todo = out == 0
         for _ in range(max_rounds):
             if not bool(todo.any()):

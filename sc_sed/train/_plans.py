@@ -9,7 +9,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from sc_sed.module import SEDModule
+from sc_sed.module import LatentDiffusion, SEDModule
 
 
 def lr_factor(
@@ -69,12 +69,11 @@ class AutoencoderTrainingPlan(pl.LightningModule):
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
         self.lr_schedule = lr_schedule
-
-    def on_fit_start(self) -> None:
-        """Train only the autoencoder; the denoiser waits for the second stage."""
-        self.module.requires_grad_(False)
-        self.module.encoder.requires_grad_(True)
-        self.module.decoder.requires_grad_(True)
+        # Train only the autoencoder; the denoiser waits for the second stage. This must
+        # happen before Lightning wraps the plan (DDP tracks trainable parameters then).
+        module.requires_grad_(False)
+        module.encoder.requires_grad_(True)
+        module.decoder.requires_grad_(True)
 
     def _step(self, batch: dict[str, Any], prefix: str) -> torch.Tensor:
         _, _, out = self.module(batch)
@@ -103,12 +102,15 @@ class AutoencoderTrainingPlan(pl.LightningModule):
 
 
 class DiffusionTrainingPlan(pl.LightningModule):
-    """Trains the latent denoiser on standardised, frozen encoder means; keeps an EMA.
+    """Trains a :class:`~sc_sed.module.LatentDiffusion` on standardised vectors; keeps an EMA.
+
+    SED passes ``SEDModule.diffusion`` (fed with frozen encoder means); the dense DDPM
+    baseline passes its own diffusion over whole rows.
 
     Parameters
     ----------
     module
-        The :class:`~sc_sed.module.SEDModule`.
+        The :class:`~sc_sed.module.LatentDiffusion` to train.
     lr
         Learning rate (AdamW, cosine decay to 10% over the run).
     weight_decay
@@ -120,7 +122,7 @@ class DiffusionTrainingPlan(pl.LightningModule):
 
     def __init__(
         self,
-        module: SEDModule,
+        module: LatentDiffusion,
         *,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -131,23 +133,21 @@ class DiffusionTrainingPlan(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.ema_decay = ema_decay
-
-    def on_fit_start(self) -> None:
-        """Train only the denoiser; the autoencoder stays frozen."""
-        self.module.requires_grad_(False)
-        self.module.denoiser.requires_grad_(True)
+        # Train only the denoiser (set before Lightning/DDP wraps the plan).
+        module.requires_grad_(False)
+        module.denoiser.requires_grad_(True)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One denoising step on a batch of (latent, condition codes)."""
         z, cond = batch
-        loss = self.module.diffusion_loss(z, cond)
+        loss = self.module.loss(z, cond)
         self.log("train_diffusion_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=z.shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Diffusion loss on held-out latents."""
         z, cond = batch
-        loss = self.module.diffusion_loss(z, cond)
+        loss = self.module.loss(z, cond)
         self.log("validation_diffusion_loss", loss, on_epoch=True, on_step=False, batch_size=z.shape[0], sync_dist=True)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:

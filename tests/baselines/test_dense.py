@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from sc_sed.baselines import DenseDDPM, DenseDiffusionModule
-from sc_sed.module import SEDModule
+from sc_sed.module import LatentDiffusion, SEDModule
 
 GEN = {"n_steps": 5, "progress_bar": False}
 
@@ -122,15 +122,15 @@ def test_bad_inputs(adata):
 
 
 def test_module_shares_sed_diffusion_code():
-    assert DenseDiffusionModule.diffusion_loss is SEDModule.diffusion_loss
-    assert DenseDiffusionModule.sample_latents is SEDModule.sample_latents
+    assert issubclass(DenseDiffusionModule, LatentDiffusion)
+    assert isinstance(SEDModule(5, 3, n_latent=4, denoiser_widths=(8, 4)).diffusion, LatentDiffusion)
     module = DenseDiffusionModule(12, n_cats_per_cond=[3], widths=(16, 8), n_embed=8)
     cond = torch.tensor([[0], [2], [1], [3]])  # 3 is the null category
-    loss = module.diffusion_loss(torch.randn(4, 12), cond)
+    loss = module.loss(torch.randn(4, 12), cond)
     loss.backward()
     assert torch.isfinite(loss) and module.denoiser.inp.weight.grad is not None
     g = torch.Generator().manual_seed(0)
-    assert module.sample_latents(cond, n_steps=3, guidance=[2.0], generator=g).shape == (4, 12)
+    assert module.sample(cond, n_steps=3, guidance=[2.0], generator=g).shape == (4, 12)
     with pytest.raises(ValueError, match="n_features"):
         DenseDiffusionModule(0)
     with pytest.raises(ValueError, match="shape"):

@@ -77,7 +77,7 @@ def test_generate_bad_inputs(trained):
 
 def test_guidance_zero_equals_unconditional(trained):
     model, _ = trained
-    module = model.module
+    module = model.module.diffusion
     z = torch.randn(5, module.n_latent)
     logsnr = torch.zeros(5)
     sc = torch.zeros_like(z)

@@ -1,0 +1,164 @@
+"""Helpers shared by the benchmark scripts: devices, timing, peak memory, tables, JSON.
+
+Peak memory
+-----------
+CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the
+memory allocated just before the call — the extra memory the call needed (activations,
+gradients, temporaries), excluding what was already resident (parameters, optimiser
+state, inputs).
+
+CPU (Linux): the same quantity from the process's resident set. Before the call the
+peak-RSS counter is reset (``/proc/self/clear_refs`` ← ``5``) and freed memory is handed
+back to the OS (``malloc_trim``); glibc is told to serve every allocation of 64 KiB or
+more with its own ``mmap`` (``mallopt``), so freeing a tensor lowers the RSS at once and
+the peak (``VmHWM``) minus the RSS before the call is the call's own peak. It counts
+touched pages only, so allocated-but-unwritten memory is not counted, and it includes a
+little allocator and interpreter noise (a few MB). Elsewhere it is reported as None.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 64 * 1024
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU raises."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        msg = "--device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto."
+        raise SystemExit(msg)
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall-clock seconds of one call of ``fn``, device work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def median(values: Sequence[float]) -> float | None:
+    """Median, or None for no values."""
+    return statistics.median(values) if values else None
+
+
+class PeakMemory:
+    """Measure the extra peak memory of calls (see the module docstring).
+
+    Parameters
+    ----------
+    device
+        Where the measured work runs.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.method = "cuda_max_memory_allocated" if device.type == "cuda" else self._setup_cpu()
+        gc.collect()
+        gc.freeze()  # later collections (before each call) then skip everything older: fast
+
+    @staticmethod
+    def _setup_cpu() -> str:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, 0)
+        except (OSError, AttributeError):
+            return "unavailable"
+        return "rss_peak_delta"
+
+    @staticmethod
+    def _status_kb(field: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def _before(self) -> int:
+        gc.collect()
+        if self.method == "cuda_max_memory_allocated":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return torch.cuda.memory_allocated(self.device)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return self._status_kb("VmRSS") * 1024
+
+    def _after(self) -> int:
+        if self.method == "cuda_max_memory_allocated":
+            return torch.cuda.max_memory_allocated(self.device)
+        return self._status_kb("VmHWM") * 1024
+
+    def close(self) -> None:
+        """Unfreeze the garbage collector; give glibc back its default thresholds (128 KiB)."""
+        gc.unfreeze()
+        if self.method == "rss_peak_delta":
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+            libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+
+    def run(self, fn: Callable[[], Any]) -> tuple[float, float | None]:
+        """Call ``fn`` once; return ``(seconds, extra peak MiB or None)``."""
+        if self.method == "unavailable":
+            return timed(fn, self.device), None
+        base = self._before()
+        seconds = timed(fn, self.device)
+        return seconds, max(0, self._after() - base) / 2**20
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where the numbers were measured."""
+    info = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """Plain-text table; ``columns`` are ``(key, header, format)`` (None prints as ``-``)."""
+    cells = [[h for _, h, _ in columns]]
+    for row in rows:
+        cells.append(["-" if row.get(k) is None else format(row[k], f) for k, _, f in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
+METHODS = ["sed", "dense", "thresholded", "scvi"]
+EXPECTED = {
+    "zero_fraction_real", "zero_fraction_synth", "scc", "mmd", "energy_distance",
+    "discriminability_auroc", "label_accuracy", "detection_rate_pearson",
+    "nnz_per_row_wasserstein", "n_spurious_features", "memorisation_ratio",
+}  # fmt: skip
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality")
+    threads = torch.get_num_threads()
+    result = _load().main(["--smoke", "--device", "cpu", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # the script restores what it pins
+    return out, result
+
+
+def test_quality_smoke_json(smoke):
+    out, result = smoke
+    data = json.loads((out / "quality.json").read_text())
+    assert list(data["methods"]) == METHODS
+    for method, entry in data["methods"].items():
+        assert EXPECTED <= set(entry["overall"]), method
+        assert entry["n_generated"] == data["dataset"]["n_heldout"]
+        assert entry["train_seconds"] > 0 and entry["generate_seconds"] >= 0
+        assert {r["group"] for r in entry["metrics"]} > {"all"}  # per-label rows too
+    # dense and thresholded come from one trained DenseDDPM
+    assert data["methods"]["thresholded"]["train_shared_with"] == "dense"
+    assert data["methods"]["thresholded"]["provenance"]["threshold_rule"] == "auto"
+    # SED never writes features that the data never show (a property, not a tuned number)
+    assert data["methods"]["sed"]["overall"]["n_spurious_features"] == 0
+    # the raw dense DDPM keeps every positive value: far fewer zeros than the data
+    dense = data["methods"]["dense"]["overall"]
+    assert dense["zero_fraction_synth"] < dense["zero_fraction_real"]
+    assert {t["name"] for t in data["targets"]} >= {
+        "SED n_spurious_features == 0",
+        "SED scc >= 0.9",
+        "SED mmd <= thresholded DDPM mmd",
+    }
+    assert all(t["passed"] in (True, False, None) for t in data["targets"])
+    assert data["settings"]["budget"]["sed_epochs"] == 1
+    assert result["methods"].keys() == data["methods"].keys()
+
+
+def test_quality_smoke_files(smoke):
+    out, _ = smoke
+    for method in METHODS:
+        assert (out / f"dropout_pattern_{method}.png").stat().st_size > 0
+    assert (out / "metrics.png").stat().st_size > 0
+    assert (out / "metrics.csv").stat().st_size > 0
+
+
+def test_quality_method_selection(tmp_path):
+    _load().main(["--smoke", "--device", "cpu", "--methods", "thresholded", "--no-figures",
+                  "--out", str(tmp_path)])  # fmt: skip
+    data = json.loads((tmp_path / "quality.json").read_text())
+    assert list(data["methods"]) == ["thresholded"]
+    assert data["methods"]["thresholded"]["train_shared_with"] is None
+    assert data["targets"] == []  # the SED targets need SED
