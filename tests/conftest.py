@@ -18,3 +18,14 @@ import pytest  # noqa: E402
 def rng() -> np.random.Generator:
     """A seeded NumPy generator."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models run fastest on one thread (and do not fight over CI's 2 cores)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -54,3 +54,22 @@ def test_overall_metrics_picks_group_all():
     df = pd.DataFrame({"metric": ["scc", "scc", "mmd"], "group": ["all", "x", "all"], "value": [0.9, 0.1, 0.2]})
     assert overall_metrics(df) == {"scc": 0.9, "mmd": 0.2}
     assert sc_sed.__version__
+
+
+def test_demo_job_writes_every_output(tmp_path):
+    from sc_sed._demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(
+        out=tmp_path / "demo", max_epochs=1, diffusion_max_epochs=1, n_hidden=16, n_latent=4,
+        n_steps=2, accelerator="cpu",
+    )  # fmt: skip
+    metrics = run_demo(cfg)
+    for name in ("synthetic.h5ad", "metrics.csv", "summary.json", "dropout_pattern.png", "umap.png", "genes_detected.png"):
+        assert (cfg.out / name).exists(), name
+    assert (cfg.out / "model" / "model.pt").exists()
+    import json
+
+    summary = json.loads((cfg.out / "summary.json").read_text())
+    assert summary["n_generated"] == summary["n_heldout"]
+    assert summary["metrics"]["n_spurious_features"] == 0
+    assert {"scc", "mmd", "zero_fraction_synth"} <= set(metrics["metric"])

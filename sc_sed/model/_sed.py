@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FACTORISED_HEAD_MIN_FEATURES = 4096
+FACTORISED_HEAD_MIN_FEATURES = 512
 
 
 def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | None]) -> None:
@@ -89,7 +89,7 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
     index_head
         ``"flat"`` (one softmax over all features, O(D) per token), ``"factorised"``
         (block then offset, O(√D) per token) or ``"auto"`` (factorised from
-        4,096 features on).
+        512 features on, where it is already cheaper than the flat head).
     block_size
         Block size of the factorised head (default ``ceil(sqrt(D))``).
     value_likelihood
