@@ -131,7 +131,9 @@ def force_full_length(module: SEDModule, *, gap: float = 100.0) -> SEDModule:
     """
     forced = copy.deepcopy(module)
     head = forced.decoder.index_head
-    layers = [head.proj] if isinstance(head, FlatIndexHead) else [head.block_proj, head.offset_proj[-1]]
+    layers = (
+        [head.proj] if isinstance(head, FlatIndexHead) else [head.block_proj, head.offset_proj[-1]]
+    )
     with torch.no_grad():
         for layer in layers:
             layer.weight.zero_()
@@ -160,7 +162,9 @@ def _autoencoder_step(module: SEDModule, batch: dict[str, torch.Tensor]) -> Call
     return _train_step(module, lambda: module(batch)[2].loss, params, opt)
 
 
-def _diffusion_step(module: LatentDiffusion, z0: torch.Tensor, cond: torch.Tensor) -> Callable[[], None]:
+def _diffusion_step(
+    module: LatentDiffusion, z0: torch.Tensor, cond: torch.Tensor
+) -> Callable[[], None]:
     params = list(module.denoiser.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4)
     return _train_step(

@@ -5,7 +5,9 @@ import warnings
 __version__ = "0.1.0"
 
 # scvi-tools loads sparse minibatches as torch CSR tensors, which torch flags as beta.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+warnings.filterwarnings(
+    "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
+)
 
 from . import data, datasets, pl, tl  # noqa: E402
 

@@ -43,11 +43,15 @@ class DemoConfig:
     figures: bool = True
 
 
-def stratified_split(labels: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: pd.Series, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (training, held-out), holding out ``fraction`` of each label."""
     rng = np.random.default_rng(seed)
     held = []
-    for _, rows in pd.Series(np.arange(len(labels)), index=labels.values).groupby(level=0, observed=True):
+    for _, rows in pd.Series(np.arange(len(labels)), index=labels.values).groupby(
+        level=0, observed=True
+    ):
         rows = rng.permutation(rows.to_numpy())
         held.extend(rows[: max(1, int(round(fraction * len(rows))))])
     held = np.sort(np.asarray(held))
@@ -64,10 +68,17 @@ def _figures(heldout, synth, out: Path, seed: int) -> list[str]:
 
     written = []
     plots = {
-        "dropout_pattern.png": lambda: sc_sed.pl.dropout_pattern(heldout, synth, layer="counts", kind="both", show=False),
-        "genes_detected.png": lambda: sc_sed.pl.genes_detected(heldout, synth, layer="counts", show=False),
+        "dropout_pattern.png": lambda: sc_sed.pl.dropout_pattern(
+            heldout, synth, layer="counts", kind="both", show=False
+        ),
+        "genes_detected.png": lambda: sc_sed.pl.genes_detected(
+            heldout, synth, layer="counts", show=False
+        ),
         "umap.png": lambda: sc_sed.pl.umap(
-            sc_sed.tl.co_embed(heldout, synth, layer="counts", seed=seed), color="bulk_labels", side_by_side=True, show=False
+            sc_sed.tl.co_embed(heldout, synth, layer="counts", seed=seed),
+            color="bulk_labels",
+            side_by_side=True,
+            show=False,
         ),
     }
     for name, draw in plots.items():
@@ -101,16 +112,32 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
     train, heldout = adata[train_idx].copy(), adata[held_idx].copy()
     sc_sed.SEDModel.setup_anndata(train, layer="counts", labels_key="bulk_labels")
     model = sc_sed.SEDModel(
-        train, n_hidden=cfg.n_hidden, n_ff=2 * cfg.n_hidden, n_layers=cfg.n_layers, n_latent=cfg.n_latent
+        train,
+        n_hidden=cfg.n_hidden,
+        n_ff=2 * cfg.n_hidden,
+        n_layers=cfg.n_layers,
+        n_latent=cfg.n_latent,
     )
     start = time.time()
-    model.train(cfg.max_epochs, cfg.diffusion_max_epochs, accelerator=cfg.accelerator, batch_size=cfg.batch_size)
+    model.train(
+        cfg.max_epochs,
+        cfg.diffusion_max_epochs,
+        accelerator=cfg.accelerator,
+        batch_size=cfg.batch_size,
+    )
     train_s = time.time() - start
     labels = heldout.obs["bulk_labels"].value_counts()
     start = time.time()
-    synth = model.generate(None, labels={k: int(v) for k, v in labels.items() if v > 0}, n_steps=cfg.n_steps, seed=cfg.seed)
+    synth = model.generate(
+        None,
+        labels={k: int(v) for k, v in labels.items() if v > 0},
+        n_steps=cfg.n_steps,
+        seed=cfg.seed,
+    )
     gen_s = time.time() - start
-    metrics = sc_sed.tl.evaluate(heldout, synth, layer="counts", groupby="bulk_labels", train=train, seed=cfg.seed)
+    metrics = sc_sed.tl.evaluate(
+        heldout, synth, layer="counts", groupby="bulk_labels", train=train, seed=cfg.seed
+    )
     synth.write_h5ad(cfg.out / "synthetic.h5ad")
     metrics.to_csv(cfg.out / "metrics.csv", index=False)
     model.save(cfg.out / "model", overwrite=True)

@@ -23,13 +23,19 @@ def _demo(args: argparse.Namespace) -> int:
     )
     metrics = run_demo(cfg)
     summary = json.loads((cfg.out / "summary.json").read_text())
-    print(f"\nsc_sed demo — PBMC 68k counts, {summary['n_train']} training cells, "
-          f"{summary['n_generated']} generated vs {summary['n_heldout']} held-out cells")
-    print(f"trained in {summary['train_seconds']} s, generated in {summary['generate_seconds']} s on {summary['device']}")
+    print(
+        f"\nsc_sed demo — PBMC 68k counts, {summary['n_train']} training cells, "
+        f"{summary['n_generated']} generated vs {summary['n_heldout']} held-out cells"
+    )
+    print(
+        f"trained in {summary['train_seconds']} s, generated in {summary['generate_seconds']} s on {summary['device']}"
+    )
     for name, value in overall_metrics(metrics).items():
         print(f"  {name:<26s} {value:10.4f}")
-    print(f"outputs in {cfg.out.resolve()}: synthetic.h5ad, metrics.csv, summary.json, model/, "
-          + ", ".join(summary["figures"]))
+    print(
+        f"outputs in {cfg.out.resolve()}: synthetic.h5ad, metrics.csv, summary.json, model/, "
+        + ", ".join(summary["figures"])
+    )
     return 0
 
 
@@ -41,9 +47,15 @@ def _train(args: argparse.Namespace) -> int:
     adata = ad.read_h5ad(args.input)
     covs = args.covariate or None
     sc_sed.SEDModel.setup_anndata(
-        adata, layer=args.layer, labels_key=args.labels_key, batch_key=args.batch_key, categorical_covariate_keys=covs
+        adata,
+        layer=args.layer,
+        labels_key=args.labels_key,
+        batch_key=args.batch_key,
+        categorical_covariate_keys=covs,
     )
-    model = sc_sed.SEDModel(adata, n_hidden=args.n_hidden, n_ff=2 * args.n_hidden, n_latent=args.n_latent)
+    model = sc_sed.SEDModel(
+        adata, n_hidden=args.n_hidden, n_ff=2 * args.n_hidden, n_latent=args.n_latent
+    )
     model.train(args.epochs, args.diffusion_epochs, accelerator=args.accelerator)
     model.save(args.out, overwrite=args.overwrite)
     print(f"model saved to {Path(args.out).resolve()}")
@@ -74,20 +86,35 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default: auto).")
+    p.add_argument(
+        "--accelerator",
+        default="auto",
+        help="Lightning accelerator: auto, cpu, gpu (default: auto).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``sc-sed`` argument parser."""
-    parser = argparse.ArgumentParser(prog="sc-sed", description="Sparsity-Exploiting Diffusion for sparse AnnData.")
+    parser = argparse.ArgumentParser(
+        prog="sc-sed", description="Sparsity-Exploiting Diffusion for sparse AnnData."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="Train on embedded PBMC counts, generate, evaluate, plot.")
     demo.add_argument("--out", default="sc_sed_demo", help="Output folder (default: sc_sed_demo).")
-    demo.add_argument("--epochs", type=int, default=None, help="Autoencoder epochs (default: from data size).")
-    demo.add_argument("--diffusion-epochs", type=int, default=None, help="Diffusion epochs (default: from data size).")
+    demo.add_argument(
+        "--epochs", type=int, default=None, help="Autoencoder epochs (default: from data size)."
+    )
+    demo.add_argument(
+        "--diffusion-epochs",
+        type=int,
+        default=None,
+        help="Diffusion epochs (default: from data size).",
+    )
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--n-hidden", type=int, default=64, help="Transformer width (default: 64, CPU friendly).")
+    demo.add_argument(
+        "--n-hidden", type=int, default=64, help="Transformer width (default: 64, CPU friendly)."
+    )
     demo.add_argument("--no-figures", action="store_true", help="Skip the figures.")
     _common(demo)
     demo.set_defaults(func=_demo)
@@ -98,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layer", default=None, help="Layer with the data (default: X).")
     train.add_argument("--labels-key", default=None)
     train.add_argument("--batch-key", default=None)
-    train.add_argument("--covariate", action="append", default=[], help="Categorical obs column (repeatable).")
+    train.add_argument(
+        "--covariate", action="append", default=[], help="Categorical obs column (repeatable)."
+    )
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--diffusion-epochs", type=int, default=None)
     train.add_argument("--n-hidden", type=int, default=128)
@@ -111,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("model", help="Model folder written by `sc-sed train`.")
     gen.add_argument("--out", required=True, help="Output .h5ad.")
     gen.add_argument("--n-cells", type=int, default=1000)
-    gen.add_argument("--labels", default=None, help='One category, or JSON counts like \'{"B": 100, "T": 50}\'.')
+    gen.add_argument(
+        "--labels", default=None, help='One category, or JSON counts like \'{"B": 100, "T": 50}\'.'
+    )
     gen.add_argument("--guidance-scale", type=float, default=1.0)
     gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     gen.add_argument("--n-steps", type=int, default=50)

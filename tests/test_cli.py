@@ -40,7 +40,21 @@ def test_train_then_generate_pipeline(tmp_path):
     assert rc == 0 and (model_dir / "model.pt").exists()
     out = tmp_path / "synth.h5ad"
     label = str(adata.obs["cell_type"].cat.categories[0])
-    assert main(["generate", str(model_dir), "--out", str(out), "--labels", f'{{"{label}": 4}}', "--n-steps", "3"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(model_dir),
+                "--out",
+                str(out),
+                "--labels",
+                f'{{"{label}": 4}}',
+                "--n-steps",
+                "3",
+            ]
+        )
+        == 0
+    )
     import anndata as ad
 
     synth = ad.read_h5ad(out)
@@ -51,7 +65,9 @@ def test_train_then_generate_pipeline(tmp_path):
 def test_overall_metrics_picks_group_all():
     import pandas as pd
 
-    df = pd.DataFrame({"metric": ["scc", "scc", "mmd"], "group": ["all", "x", "all"], "value": [0.9, 0.1, 0.2]})
+    df = pd.DataFrame(
+        {"metric": ["scc", "scc", "mmd"], "group": ["all", "x", "all"], "value": [0.9, 0.1, 0.2]}
+    )
     assert overall_metrics(df) == {"scc": 0.9, "mmd": 0.2}
     assert sc_sed.__version__
 
@@ -64,7 +80,14 @@ def test_demo_job_writes_every_output(tmp_path):
         n_steps=2, accelerator="cpu",
     )  # fmt: skip
     metrics = run_demo(cfg)
-    for name in ("synthetic.h5ad", "metrics.csv", "summary.json", "dropout_pattern.png", "umap.png", "genes_detected.png"):
+    for name in (
+        "synthetic.h5ad",
+        "metrics.csv",
+        "summary.json",
+        "dropout_pattern.png",
+        "umap.png",
+        "genes_detected.png",
+    ):
         assert (cfg.out / name).exists(), name
     assert (cfg.out / "model" / "model.pt").exists()
     import json

@@ -68,7 +68,9 @@ class DDPMSampler(_Sampler):
         alpha_s, sigma_s = self._coeffs(s, z_t)
         alpha_ts = alpha_t / alpha_s
         var_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
-        mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z_t + (alpha_s * var_ts / sigma_t**2) * z0_pred
+        mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z_t + (
+            alpha_s * var_ts / sigma_t**2
+        ) * z0_pred
         var = var_ts * sigma_s**2 / sigma_t**2
         return mean, var
 

@@ -43,9 +43,7 @@ class CosineLogSNRSchedule(nn.Module):
         logsnr = self.logsnr(t)
         return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
 
-    def add_noise(
-        self, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
+    def add_noise(self, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``alpha_t z0 + sigma_t noise`` for ``(batch, dim)`` latents and ``(batch,)`` times."""
         alpha, sigma = self.alpha_sigma(t)
         return alpha[:, None] * z0 + sigma[:, None] * noise

@@ -45,7 +45,10 @@ def condition_specs(registry: Mapping[str, Any]) -> list[ConditionSpec]:
     args = registry["setup_args"]
     fields = registry[_FIELDS]
     specs = []
-    for arg, key in (("labels_key", REGISTRY_KEYS.LABELS_KEY), ("batch_key", REGISTRY_KEYS.BATCH_KEY)):
+    for arg, key in (
+        ("labels_key", REGISTRY_KEYS.LABELS_KEY),
+        ("batch_key", REGISTRY_KEYS.BATCH_KEY),
+    ):
         if args.get(arg) is not None:
             mapping = fields[key][_STATE]["categorical_mapping"]
             specs.append(ConditionSpec(args[arg], key, 0, tuple(mapping)))
@@ -53,12 +56,16 @@ def condition_specs(registry: Mapping[str, Any]) -> list[ConditionSpec]:
         state = fields[REGISTRY_KEYS.CAT_COVS_KEY][_STATE]
         for col, obs_key in enumerate(state["field_keys"]):
             specs.append(
-                ConditionSpec(obs_key, REGISTRY_KEYS.CAT_COVS_KEY, col, tuple(state["mappings"][obs_key]))
+                ConditionSpec(
+                    obs_key, REGISTRY_KEYS.CAT_COVS_KEY, col, tuple(state["mappings"][obs_key])
+                )
             )
     return specs
 
 
-def condition_codes(adata_manager, specs: Sequence[ConditionSpec], indices: np.ndarray) -> np.ndarray:
+def condition_codes(
+    adata_manager, specs: Sequence[ConditionSpec], indices: np.ndarray
+) -> np.ndarray:
     """``(len(indices), n_conds)`` integer codes of the registered covariates."""
     cols = []
     for spec in specs:
@@ -132,7 +139,9 @@ def draw_conditions(
     if not specs:
         return codes
     cols = sorted(fixed)
-    wanted = np.stack([fixed[c] for c in cols], axis=1) if cols else np.zeros((n_cells, 0), np.int64)
+    wanted = (
+        np.stack([fixed[c] for c in cols], axis=1) if cols else np.zeros((n_cells, 0), np.int64)
+    )
     for combo in np.unique(wanted, axis=0):
         rows = np.flatnonzero((wanted == combo).all(axis=1))
         pool = np.flatnonzero((train_codes[:, cols] == combo).all(axis=1))

@@ -79,6 +79,10 @@ class SparseLayerField(LayerField):
     def get_summary_stats(self, state_registry: dict) -> dict:
         """Summary stats: scvi-tools' ``n_vars``/``n_cells`` plus the longest row."""
         summary = super().get_summary_stats(state_registry)
-        key = "max_nonzero" if self.registry_key == REGISTRY_KEYS.X_KEY else f"max_nonzero_{self.registry_key}"
+        key = (
+            "max_nonzero"
+            if self.registry_key == REGISTRY_KEYS.X_KEY
+            else f"max_nonzero_{self.registry_key}"
+        )
         summary[key] = int(state_registry[self.STATS_KEY]["max_nonzero"])
         return summary

@@ -57,7 +57,9 @@ def _check_modalities(mdata: MuData, modalities: Sequence[str] | None) -> list[s
     chosen = list(mdata.mod) if modalities is None else list(modalities)
     missing = [m for m in chosen if m not in mdata.mod]
     if missing or not chosen:
-        msg = f"Modalities {missing or chosen} not found in mdata.mod (available: {list(mdata.mod)})."
+        msg = (
+            f"Modalities {missing or chosen} not found in mdata.mod (available: {list(mdata.mod)})."
+        )
         raise KeyError(msg)
     return chosen
 
@@ -102,7 +104,9 @@ class MuDataSetupMixin:
         fields += [
             MuDataCategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key, mod_key=None),
             MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=None),
-            MuDataCategoricalJointObsField(REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=None),
+            MuDataCategoricalJointObsField(
+                REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=None
+            ),
         ]
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(mdata, **kwargs)
@@ -121,7 +125,9 @@ def joint_reference(adata, registry: dict):
         return adata
     from sc_sed.data import concat_modalities
 
-    ref = concat_modalities(adata[:1], modalities=modalities, layer=registry["setup_args"].get("layer"))
+    ref = concat_modalities(
+        adata[:1], modalities=modalities, layer=registry["setup_args"].get("layer")
+    )
     for key, value in adata.uns.items():
         if key.startswith("sc_sed_") and key not in ref.uns:
             ref.uns[key] = value

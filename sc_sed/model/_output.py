@@ -52,7 +52,11 @@ def synthetic_anndata(
     """
     obs = obs.copy()
     obs["synthetic"] = True
-    adata = AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(var_names, dtype=str)))
+    adata = AnnData(
+        X=sp.csr_matrix(x, dtype=np.float32),
+        obs=obs,
+        var=pd.DataFrame(index=pd.Index(var_names, dtype=str)),
+    )
     if layer is not None:
         adata.layers[layer] = adata.X.copy()
     adata.uns["sc_sed"] = uns

@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
-from scvi.model._utils import use_distributed_sampler
 from scvi.model.base import BaseModelClass
-from scvi.train import TrainRunner
-from tqdm.auto import tqdm
 
 from sc_sed.data import pairs_to_csr
 from sc_sed.module import SEDModule
-from sc_sed.train import (
-    AutoencoderTrainingPlan,
-    DiffusionTrainingPlan,
-    LatentDataModule,
-    SparseDataSplitter,
-    tokenize_batch,
-)
+from sc_sed.train import tokenize_batch
 
-from ._conditions import condition_codes, condition_specs, draw_conditions
+from ._conditions import condition_specs
 from ._fields import SparseLayerField
-from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference, to_mudata
-from ._output import condition_obs, synthetic_anndata
+from ._generation import GenerationMixin
+from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
+from ._training import TrainingMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
-    from mudata import MuData
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +43,7 @@ def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | Non
                 raise KeyError(msg)
 
 
-def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -> int:
-    steps_per_epoch = max(1, math.ceil(n_rows / batch_size))
-    return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
-
-
-class SEDModel(MuDataSetupMixin, BaseModelClass):
+class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
     Rows are encoded from their non-zero (feature, value) pairs by a set encoder,
@@ -226,7 +210,11 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         setup_method_args = cls._get_setup_method_args(**locals())
         _check_obs_keys(
             adata,
-            {"labels_key": labels_key, "batch_key": batch_key, "categorical_covariate_keys": categorical_covariate_keys},
+            {
+                "labels_key": labels_key,
+                "batch_key": batch_key,
+                "categorical_covariate_keys": categorical_covariate_keys,
+            },
         )
         fields = [
             SparseLayerField(REGISTRY_KEYS.X_KEY, layer),
@@ -278,172 +266,13 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
     def _require(self, stage: Literal["autoencoder", "diffusion"], action: str) -> None:
         done = self.autoencoder_trained_ if stage == "autoencoder" else self.diffusion_trained_
         if not done:
-            how = "model.train()" if stage == "autoencoder" else "model.train() (or model.train_diffusion())"
+            how = (
+                "model.train()"
+                if stage == "autoencoder"
+                else "model.train() (or model.train_diffusion())"
+            )
             msg = f"Cannot {action} before the {stage} is trained; call {how} first."
             raise RuntimeError(msg)
-
-    # -- training --------------------------------------------------------------------------
-    def train(
-        self,
-        max_epochs: int | None = None,
-        diffusion_max_epochs: int | None = None,
-        *,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        train_size: float = 0.9,
-        validation_size: float | None = None,
-        shuffle_set_split: bool = True,
-        batch_size: int = 64,
-        diffusion_batch_size: int = 256,
-        early_stopping: bool = False,
-        plan_kwargs: dict | None = None,
-        diffusion_plan_kwargs: dict | None = None,
-        datasplitter_kwargs: dict | None = None,
-        **trainer_kwargs: Any,
-    ) -> None:
-        """Train both stages: the autoencoder, then the latent diffusion on its frozen means.
-
-        Parameters
-        ----------
-        max_epochs
-            Autoencoder epochs (default: about 3,000 optimiser steps, at most 400 epochs).
-        diffusion_max_epochs
-            Diffusion epochs (default: about 6,000 optimiser steps). Small datasets are
-            repeated so that a diffusion epoch has at least 32 minibatches.
-        accelerator, devices
-            Passed to Lightning (``"auto"`` picks a GPU when there is one).
-        train_size, validation_size, shuffle_set_split
-            Split of the registered rows for the autoencoder (the diffusion trains on the
-            autoencoder's training rows).
-        batch_size
-            Autoencoder minibatch size.
-        diffusion_batch_size
-            Diffusion minibatch size.
-        early_stopping
-            Stop each stage when its validation loss stops improving (needs a validation
-            split; see ``early_stopping_patience`` etc. in ``trainer_kwargs``).
-        plan_kwargs
-            Keyword arguments of :class:`~sc_sed.train.AutoencoderTrainingPlan`.
-        diffusion_plan_kwargs
-            Keyword arguments of :class:`~sc_sed.train.DiffusionTrainingPlan`.
-        datasplitter_kwargs
-            Keyword arguments of :class:`~sc_sed.train.SparseDataSplitter`.
-        **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer`/Lightning (e.g. ``strategy="ddp"``,
-            ``precision="bf16-mixed"``, ``enable_progress_bar=False``).
-        """
-        common = {"accelerator": accelerator, "devices": devices, "early_stopping": early_stopping}
-        self.train_autoencoder(
-            max_epochs,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            batch_size=batch_size,
-            plan_kwargs=plan_kwargs,
-            datasplitter_kwargs=datasplitter_kwargs,
-            **common,
-            **trainer_kwargs,
-        )
-        self.train_diffusion(
-            diffusion_max_epochs,
-            batch_size=diffusion_batch_size,
-            plan_kwargs=diffusion_plan_kwargs,
-            validation_size=0.1 if early_stopping else 0.0,
-            **common,
-            **trainer_kwargs,
-        )
-
-    def _run(self, plan, data, max_epochs, accelerator, devices, early_stopping, monitor, trainer_kwargs):
-        trainer_kwargs = dict(trainer_kwargs)
-        trainer_kwargs.setdefault("gradient_clip_val", 1.0)
-        if early_stopping:
-            trainer_kwargs.update(early_stopping=True, early_stopping_monitor=monitor)
-        previous, was_trained = self.history_ or {}, self.is_trained_
-        self.is_trained_ = False  # let scvi-tools record this stage's history afresh
-        runner = TrainRunner(
-            self, training_plan=plan, data_splitter=data, max_epochs=max_epochs,
-            accelerator=accelerator, devices=devices, **trainer_kwargs,
-        )  # fmt: skip
-        try:
-            runner()
-        finally:
-            self.history_ = {**previous, **(self.history_ or {})}
-            self.is_trained_ = was_trained
-        self.module.eval()
-
-    def train_autoencoder(
-        self,
-        max_epochs: int | None = None,
-        *,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        train_size: float = 0.9,
-        validation_size: float | None = None,
-        shuffle_set_split: bool = True,
-        batch_size: int = 64,
-        early_stopping: bool = False,
-        plan_kwargs: dict | None = None,
-        datasplitter_kwargs: dict | None = None,
-        **trainer_kwargs: Any,
-    ) -> None:
-        """Train only the autoencoder stage (teacher forcing); see :meth:`train`."""
-        if max_epochs is None:
-            max_epochs = _default_epochs(int(self.adata.n_obs * train_size), batch_size, 3000, 400)
-        splitter = SparseDataSplitter(
-            self.adata_manager,
-            x_keys=self._x_keys,
-            max_nonzero=self.max_nonzero_,
-            on_long_rows=self.on_long_rows,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            batch_size=batch_size,
-            distributed_sampler=use_distributed_sampler(trainer_kwargs.get("strategy", "auto")),
-            **(datasplitter_kwargs or {}),
-        )
-        plan = AutoencoderTrainingPlan(self.module, **(plan_kwargs or {}))
-        self._run(plan, splitter, max_epochs, accelerator, devices, early_stopping, "validation_loss", trainer_kwargs)
-        self.autoencoder_trained_ = True
-        self.is_trained_ = True
-
-    def train_diffusion(
-        self,
-        max_epochs: int | None = None,
-        *,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        batch_size: int = 256,
-        validation_size: float = 0.0,
-        early_stopping: bool = False,
-        plan_kwargs: dict | None = None,
-        seed: int = 0,
-        **trainer_kwargs: Any,
-    ) -> None:
-        """Train only the latent diffusion on the frozen encoder's means; see :meth:`train`.
-
-        The latents of the autoencoder's training rows are computed once, standardised
-        with their mean and standard deviation (stored in the model), and paired with the
-        rows' condition codes.
-        """
-        self._require("autoencoder", "train the diffusion")
-        rows = self.train_indices_ if self.train_indices_ is not None else np.arange(self.adata.n_obs)
-        rows = np.sort(np.asarray(rows))
-        z = torch.as_tensor(self.get_latent_representation(indices=rows))
-        diffusion = self.module.diffusion
-        z = z.to(diffusion.latent_mean.device)
-        diffusion.fit_stats(z)
-        z = diffusion.standardise(z).cpu()
-        codes = condition_codes(self.adata_manager, self._conditions, rows)
-        self.train_condition_codes_ = codes
-        cond = torch.as_tensor(codes)
-        data = LatentDataModule(z, cond, rows, validation_size=validation_size, batch_size=batch_size, seed=seed)
-        if max_epochs is None:
-            max_epochs = _default_epochs(data.n_train * data.repeats, batch_size, 6000, 2000)
-        splits = (self.train_indices_, self.validation_indices_, self.test_indices_)
-        plan = DiffusionTrainingPlan(self.module.diffusion, **(plan_kwargs or {}))
-        self._run(plan, data, max_epochs, accelerator, devices, early_stopping, "validation_diffusion_loss", trainer_kwargs)
-        self.train_indices_, self.validation_indices_, self.test_indices_ = splits
-        self.diffusion_trained_ = True
 
     # -- encoding / reconstruction -----------------------------------------------------------
     def _token_batches(self, adata: AnnData | None, indices, batch_size: int | None):
@@ -454,7 +283,10 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         device = self.module.device
         for batch in loader:
             batch = tokenize_batch(
-                batch, x_keys=self._x_keys, max_nonzero=self.max_nonzero_, on_long_rows=self.on_long_rows
+                batch,
+                x_keys=self._x_keys,
+                max_nonzero=self.max_nonzero_,
+                on_long_rows=self.on_long_rows,
             )
             yield {k: v.to(device) for k, v in batch.items()}
 
@@ -488,8 +320,12 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         ]
         return torch.cat(out).numpy()
 
-    def _decode_to_csr(self, z: torch.Tensor, generator, temperature: float, greedy: bool) -> sp.csr_matrix:
-        index, value, _ = self.module.decode(z, generator=generator, temperature=temperature, greedy=greedy)
+    def _decode_to_csr(
+        self, z: torch.Tensor, generator, temperature: float, greedy: bool
+    ) -> sp.csr_matrix:
+        index, value, _ = self.module.decode(
+            z, generator=generator, temperature=temperature, greedy=greedy
+        )
         return pairs_to_csr(index, value, self.module.n_features)
 
     @torch.inference_mode()
@@ -534,126 +370,7 @@ class SEDModel(MuDataSetupMixin, BaseModelClass):
         for b in self._token_batches(source, rows, batch_size):
             z = self.module.encode(b["tokens_index"], b["tokens_value"])
             parts.append(self._decode_to_csr(z, generator, temperature, greedy))
-        uns = self._provenance(seed=seed, task="reconstruct", greedy=greedy, temperature=temperature)
-        return self._wrap(sp.vstack(parts, format="csr"), source.obs.iloc[rows].copy(), uns)
-
-    # -- generation ------------------------------------------------------------------------------
-    def _guidance_weights(self, guidance_scale: float | Mapping[str, float] | Sequence[float]) -> list[float]:
-        keys = [c.obs_key for c in self._conditions]
-        if isinstance(guidance_scale, Mapping):
-            unknown = [k for k in guidance_scale if k not in keys]
-            if unknown:
-                msg = f"guidance_scale names {unknown}, which the model is not conditioned on (registered: {keys})."
-                raise ValueError(msg)
-            return [float(guidance_scale.get(k, 1.0)) for k in keys]
-        if np.isscalar(guidance_scale):
-            return [float(guidance_scale)] * len(keys)
-        weights = [float(w) for w in guidance_scale]
-        if len(weights) != len(keys):
-            msg = f"guidance_scale has {len(weights)} weights for {len(keys)} covariates {keys}."
-            raise ValueError(msg)
-        return weights
-
-    def _provenance(self, **extra: Any) -> dict:
-        from sc_sed import __version__
-
-        return {"version": __version__, "model": type(self).__name__, **extra}
-
-    def _train_condition_codes(self) -> np.ndarray:
-        stored = getattr(self, "train_condition_codes_", None)
-        if stored is not None:
-            return stored
-        msg = "The model's training conditions are unknown; train the diffusion first."
-        raise RuntimeError(msg)
-
-    @torch.inference_mode()
-    def generate(
-        self,
-        n_cells: int | None = 1000,
-        labels: Any = None,
-        *,
-        covariates: Mapping[str, Any] | None = None,
-        guidance_scale: float | Mapping[str, float] | Sequence[float] = 1.0,
-        sampler: Literal["ddim", "ddpm"] = "ddim",
-        n_steps: int = 50,
-        temperature: float = 1.0,
-        seed: int = 0,
-        batch_size: int = 256,
-        progress_bar: bool = True,
-    ) -> AnnData:
-        """Generate new rows with exact zeros.
-
-        Parameters
-        ----------
-        n_cells
-            Number of rows; may be None when ``labels`` is a list or a dict of counts.
-        labels
-            Requested values of ``labels_key``: one category (for every row), a list (one per
-            row) or a dict ``{category: n}``. None draws labels in training proportions.
-        covariates
-            Requested values of other registered covariates, ``{obs_key: request}`` with
-            requests as for ``labels``. Unrequested covariates are drawn from training rows
-            that match the requested ones.
-        guidance_scale
-            Classifier-free guidance weight: one number for every covariate, a list (one per
-            covariate, in registration order: labels, batch, categorical covariates) or a
-            dict ``{obs_key: weight}``. 1 is plain conditional sampling, 0 unconditional,
-            above 1 sharpens the conditions.
-        sampler
-            ``"ddim"`` (deterministic) or ``"ddpm"`` (ancestral).
-        n_steps
-            Diffusion sampling steps.
-        temperature
-            Softmax temperature of the decoder's index head.
-        seed
-            Seed of every random draw; the same seed gives the same AnnData on the same device.
-        batch_size
-            Rows generated together (memory grows with it, not with ``n_cells``).
-        progress_bar
-            Show a progress bar.
-
-        Returns
-        -------
-        AnnData with CSR ``X`` (also in ``layers[layer]`` when a layer was registered), the
-        training ``var_names``, the conditions in ``obs`` (training categories),
-        ``obs["synthetic"] = True`` and provenance in ``uns["sc_sed"]``.
-        """
-        self._require("diffusion", "generate")
-        if isinstance(n_cells, int | np.integer) and n_cells < 1:
-            raise ValueError(f"n_cells must be a positive integer, got {n_cells}.")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-        requests = dict(covariates or {})
-        if labels is not None:
-            label_key = self.registry_["setup_args"].get("labels_key")
-            if label_key is None:
-                raise ValueError("`labels` was given but the model has no labels_key; register one in setup_anndata.")
-            requests[label_key] = labels
-        weights = self._guidance_weights(guidance_scale)
-        codes = draw_conditions(
-            self._conditions, requests, n_cells, self._train_condition_codes(), np.random.default_rng(seed)
-        )
-        self.module.eval()
-        device = self.module.device
-        generator = torch.Generator(device=device).manual_seed(seed)
-        parts = []
-        starts = range(0, codes.shape[0], batch_size)
-        for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
-            cond = torch.as_tensor(codes[start : start + batch_size], device=device)
-            z = self.module.diffusion.sample(cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator)
-            parts.append(self._decode_to_csr(z, generator, temperature, greedy=False))
-        obs = condition_obs(self._conditions, codes, pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])]))
         uns = self._provenance(
-            seed=seed, sampler=sampler, n_steps=n_steps, temperature=temperature,
-            guidance_scale=dict(zip([c.obs_key for c in self._conditions], weights, strict=True)),
-        )  # fmt: skip
-        return self._wrap(sp.vstack(parts, format="csr"), obs, uns)
-
-    def _wrap(self, x: sp.csr_matrix, obs: pd.DataFrame, uns: dict) -> AnnData | MuData:
-        """Wrap generated rows as AnnData (MuData for a MuData model) with training annotations."""
-        var = self.training_var_
-        out = synthetic_anndata(x, var.index, obs, layer=self._layer, uns=uns)
-        out.var = var.copy()
-        for key, value in self.training_uns_.items():
-            out.uns[key] = value
-        return to_mudata(out) if self.registry_["setup_args"].get("modalities") else out
+            seed=seed, task="reconstruct", greedy=greedy, temperature=temperature
+        )
+        return self._wrap(sp.vstack(parts, format="csr"), source.obs.iloc[rows].copy(), uns)

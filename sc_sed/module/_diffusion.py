@@ -57,7 +57,9 @@ class LatentDiffusion(nn.Module):
         self.n_cats_per_cond = list(n_cats_per_cond)
         self.cond_dropout = cond_dropout
         self.self_cond_prob = self_cond_prob
-        self.denoiser = LatentDenoiser(self.n_latent, widths, self.n_cats_per_cond, n_embed, dropout_rate)
+        self.denoiser = LatentDenoiser(
+            self.n_latent, widths, self.n_cats_per_cond, n_embed, dropout_rate
+        )
         self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
         self.schedule = CosineLogSNRSchedule(logsnr_min, logsnr_max)
         self.register_buffer("latent_mean", torch.zeros(self.n_latent))
@@ -144,7 +146,10 @@ class LatentDiffusion(nn.Module):
         null = net.null_condition(cond.shape[0], cond.device)
         variants = [torch.cat([cond[:, :j], null[:, j:]], dim=1) for j in range(k + 1)]
         preds = net(
-            z_t.repeat(k + 1, 1), logsnr.repeat(k + 1), self_cond.repeat(k + 1, 1), torch.cat(variants)
+            z_t.repeat(k + 1, 1),
+            logsnr.repeat(k + 1),
+            self_cond.repeat(k + 1, 1),
+            torch.cat(variants),
         ).chunk(k + 1)
         out = preds[0]
         for j, w in enumerate(guidance, start=1):

@@ -118,7 +118,9 @@ class SEDModule(BaseModuleClass):
         )  # fmt: skip
         if allowed_features is None:
             allowed_features = torch.ones(n_features, dtype=torch.bool)
-        self.register_buffer("allowed_features", torch.as_tensor(allowed_features, dtype=torch.bool))
+        self.register_buffer(
+            "allowed_features", torch.as_tensor(allowed_features, dtype=torch.bool)
+        )
 
     # -- scvi-tools module contract (autoencoder stage) ---------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -164,9 +164,7 @@ class TransformerBlock(nn.Module):
         self.cross_attn = Attention(n_hidden, n_heads) if cross_attention else None
         self.norm_cross = nn.LayerNorm(n_hidden) if cross_attention else None
         self.norm_ff = nn.LayerNorm(n_hidden)
-        self.ff = nn.Sequential(
-            nn.Linear(n_hidden, n_ff), nn.GELU(), nn.Linear(n_ff, n_hidden)
-        )
+        self.ff = nn.Sequential(nn.Linear(n_hidden, n_ff), nn.GELU(), nn.Linear(n_ff, n_hidden))
         self.dropout = nn.Dropout(dropout_rate)
 
     def forward(

@@ -17,7 +17,8 @@ class ARDecoder(nn.Module):
     The input sequence is ``[START, (i_1, v_1), ..., (i_l, v_l)]``; at step ``t`` the
     decoder predicts the next feature id (or END) under a monotone mask and then, from
     the hidden state *and* the embedding of the chosen id, its value. ``z`` enters as
-    ``n_memory`` memory tokens that every block cross-attends to. A sinusoidal code of
+    ``n_memory`` memory tokens that every block cross-attends to, and is also added to
+    every input token (so each position sees it without attending). A sinusoidal code of
     the step count is added to the inputs so the decoder knows how many entries it has
     emitted (the encoder, in contrast, has no position information).
 
@@ -73,6 +74,7 @@ class ARDecoder(nn.Module):
         self.start_token = nn.Parameter(torch.randn(n_hidden) * 0.02)
         self.memory = nn.Linear(n_latent, n_memory * n_hidden)
         self.memory_norm = nn.LayerNorm(n_hidden)
+        self.latent_input = nn.Linear(n_latent, n_hidden)
         self.blocks = nn.ModuleList(
             TransformerBlock(n_hidden, n_heads, n_ff, dropout_rate, cross_attention=True)
             for _ in range(n_layers)
@@ -109,7 +111,7 @@ class ARDecoder(nn.Module):
         ``(batch, length, n_hidden)``; position ``t`` depends only on inputs ``<= t``.
         """
         steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
-        x = self.embed(index, value, steps)
+        x = self.embed(index, value, steps) + self.latent_input(z).unsqueeze(1)
         memory = self.make_memory(z)
         for block in self.blocks:
             x = block(x, causal=True, memory=memory)
@@ -160,16 +162,18 @@ class ARDecoder(nn.Module):
         }
 
     # -- generation --------------------------------------------------------------------
-    def _step_cached(self, index, value, step, caches, memory_kv):
+    def _step_cached(self, index, value, step, caches, memory_kv, z_in):
         steps = torch.full_like(index, step)
-        x = self.embed(index, value, steps).unsqueeze(1)
+        x = (self.embed(index, value, steps) + z_in).unsqueeze(1)
         for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
             x = block(x, memory_kv=kv, cache=cache)
         return self.norm(x)[:, 0]
 
-    def _step_full(self, prefix_index, prefix_value, memory_kv):
+    def _step_full(self, prefix_index, prefix_value, memory_kv, z_in):
         steps = torch.arange(prefix_index.shape[1], device=prefix_index.device)
-        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index))
+        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index)) + z_in.unsqueeze(
+            1
+        )
         for block, kv in zip(self.blocks, memory_kv, strict=True):
             x = block(x, causal=True, memory_kv=kv)
         return self.norm(x)[:, -1]
@@ -215,9 +219,11 @@ class ARDecoder(nn.Module):
         state = _DecodeState(self, z, max_length, use_cache)
         for step in range(max_length + 1):
             if use_cache:
-                h = self._step_cached(state.token_i, state.token_v, step, state.caches, state.memory_kv)
+                h = self._step_cached(
+                    state.token_i, state.token_v, step, state.caches, state.memory_kv, state.z_in
+                )
             else:
-                h = self._step_full(state.prefix_i, state.prefix_v, state.memory_kv)
+                h = self._step_full(state.prefix_i, state.prefix_v, state.memory_kv, state.z_in)
             if step == max_length:
                 break
             nxt = self.index_head.sample(
@@ -239,6 +245,7 @@ class _DecodeState:
         pad = self.d + 2
         memory = decoder.make_memory(z)
         self.memory_kv = [blk.cross_attn.project_kv(memory) for blk in decoder.blocks]
+        self.z_in = decoder.latent_input(z)
         self.caches = []
         if use_cache:
             attn = decoder.blocks[0].self_attn
@@ -282,8 +289,10 @@ class _DecodeState:
         idx = keep.nonzero().squeeze(1)
         for cache in self.caches:
             cache.select(idx)
-        self.memory_kv = [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.memory_kv]
-        for name in ("rows", "done", "last", "token_i", "token_v", "prefix_i", "prefix_v"):
+        self.memory_kv = [
+            (k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.memory_kv
+        ]
+        for name in ("rows", "done", "last", "token_i", "token_v", "prefix_i", "prefix_v", "z_in"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

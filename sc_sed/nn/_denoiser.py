@@ -80,7 +80,8 @@ class LatentDenoiser(nn.Module):
         self.cond_embeddings = nn.ModuleList(nn.Embedding(n + 1, n_embed) for n in n_cats_per_cond)
         self.inp = nn.Linear(2 * n_latent, widths[0])
         self.down = nn.ModuleList(
-            ResidualBlock(a, b, n_embed, dropout_rate) for a, b in zip(widths[:-1], widths[1:], strict=True)
+            ResidualBlock(a, b, n_embed, dropout_rate)
+            for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
         self.mid = ResidualBlock(widths[-1], widths[-1], n_embed, dropout_rate)
         self.up = nn.ModuleList(

@@ -66,9 +66,7 @@ class ValueEmbedding(nn.Module):
 
     def __init__(self, n_hidden: int):
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(1, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_hidden)
-        )
+        self.mlp = nn.Sequential(nn.Linear(1, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_hidden))
 
     def forward(self, value: torch.Tensor) -> torch.Tensor:
         """Embed values of any shape."""

@@ -222,7 +222,9 @@ class FactorisedIndexHead(nn.Module):
     def _greedy(self, h, last, table, block_logp):
         block = block_logp.argmax(-1)
         offset = self._offset_log_probs(h, block, last, table).argmax(-1)
-        return torch.where(block == self.n_blocks, self.n_features, block * self.block_size + offset)
+        return torch.where(
+            block == self.n_blocks, self.n_features, block * self.block_size + offset
+        )
 
     def sample(
         self,

@@ -50,7 +50,10 @@ def sample_gamma(
         x = torch.randn(alpha.shape, generator=generator, device=alpha.device)
         u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
         v = (1 + c * x) ** 3
-        ok = (v > 0) & (torch.log(u.clamp_min(1e-30)) < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-30)))
+        ok = (v > 0) & (
+            torch.log(u.clamp_min(1e-30))
+            < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-30))
+        )
         take = todo & ok
         out = torch.where(take, d * v, out)
         todo = todo & ~ok
@@ -152,7 +155,9 @@ class ValueHead(nn.Module):
             rate = params[..., 0].clamp(-12, 12).exp()
             theta = params[..., 1].clamp(-8, 12).exp()
         if greedy:
-            log_p0 = -rate if theta is None else theta * (torch.log(theta) - torch.log(theta + rate))
+            log_p0 = (
+                -rate if theta is None else theta * (torch.log(theta) - torch.log(theta + rate))
+            )
             return torch.round(rate / -torch.expm1(log_p0)).clamp_min(1.0)
         return self._sample_truncated_counts(rate, theta, generator)
 

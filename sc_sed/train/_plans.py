@@ -78,9 +78,24 @@ class AutoencoderTrainingPlan(pl.LightningModule):
     def _step(self, batch: dict[str, Any], prefix: str) -> torch.Tensor:
         _, _, out = self.module(batch)
         n = batch[next(iter(batch))].shape[0]
-        self.log(f"{prefix}_loss", out.loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log(
+            f"{prefix}_loss",
+            out.loss,
+            on_epoch=True,
+            on_step=False,
+            prog_bar=True,
+            batch_size=n,
+            sync_dist=True,
+        )
         for name, value in out.extra_metrics.items():
-            self.log(f"{prefix}_{name}", value, on_epoch=True, on_step=False, batch_size=n, sync_dist=True)
+            self.log(
+                f"{prefix}_{name}",
+                value,
+                on_epoch=True,
+                on_step=False,
+                batch_size=n,
+                sync_dist=True,
+            )
         return out.loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -93,10 +108,14 @@ class AutoencoderTrainingPlan(pl.LightningModule):
 
     def configure_optimizers(self):
         """AdamW with warm-up and decay (see :func:`lr_factor`)."""
-        params = [p for n, p in self.module.named_parameters() if n.startswith(("encoder.", "decoder."))]
+        params = [
+            p for n, p in self.module.named_parameters() if n.startswith(("encoder.", "decoder."))
+        ]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
-        warmup = self.warmup_steps if self.warmup_steps is not None else min(4000, int(0.05 * total))
+        warmup = (
+            self.warmup_steps if self.warmup_steps is not None else min(4000, int(0.05 * total))
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(self.lr_schedule, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -137,18 +156,35 @@ class DiffusionTrainingPlan(pl.LightningModule):
         module.requires_grad_(False)
         module.denoiser.requires_grad_(True)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         """One denoising step on a batch of (latent, condition codes)."""
         z, cond = batch
         loss = self.module.loss(z, cond)
-        self.log("train_diffusion_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=z.shape[0], sync_dist=True)
+        self.log(
+            "train_diffusion_loss",
+            loss,
+            on_epoch=True,
+            on_step=False,
+            prog_bar=True,
+            batch_size=z.shape[0],
+            sync_dist=True,
+        )
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Diffusion loss on held-out latents."""
         z, cond = batch
         loss = self.module.loss(z, cond)
-        self.log("validation_diffusion_loss", loss, on_epoch=True, on_step=False, batch_size=z.shape[0], sync_dist=True)
+        self.log(
+            "validation_diffusion_loss",
+            loss,
+            on_epoch=True,
+            on_step=False,
+            batch_size=z.shape[0],
+            sync_dist=True,
+        )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Update the EMA weights."""
@@ -161,7 +197,11 @@ class DiffusionTrainingPlan(pl.LightningModule):
 
     def configure_optimizers(self):
         """AdamW with a short warm-up and cosine decay (see :func:`lr_factor`)."""
-        opt = torch.optim.AdamW(self.module.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(
+            self.module.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
         total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor("cosine", min(500, total // 20), total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lr_factor("cosine", min(500, total // 20), total)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

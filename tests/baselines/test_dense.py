@@ -123,7 +123,9 @@ def test_bad_inputs(adata):
 
 def test_module_shares_sed_diffusion_code():
     assert issubclass(DenseDiffusionModule, LatentDiffusion)
-    assert isinstance(SEDModule(5, 3, n_latent=4, denoiser_widths=(8, 4)).diffusion, LatentDiffusion)
+    assert isinstance(
+        SEDModule(5, 3, n_latent=4, denoiser_widths=(8, 4)).diffusion, LatentDiffusion
+    )
     module = DenseDiffusionModule(12, n_cats_per_cond=[3], widths=(16, 8), n_embed=8)
     cond = torch.tensor([[0], [2], [1], [3]])  # 3 is the null category
     loss = module.loss(torch.randn(4, 12), cond)

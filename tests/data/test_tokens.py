@@ -96,7 +96,9 @@ def test_pairs_to_csr_ignores_special_ids():
 def test_feature_blocks_are_offset_and_merged(rng):
     a = _random_csr(rng, n=6, d=5)
     b = _random_csr(rng, n=6, d=7)
-    tok = tokens_from_tensor([torch.as_tensor(a.toarray()).to_sparse_csr(), torch.as_tensor(b.toarray())])
+    tok = tokens_from_tensor(
+        [torch.as_tensor(a.toarray()).to_sparse_csr(), torch.as_tensor(b.toarray())]
+    )
     joint = sp.hstack([a, b], format="csr")
     ref = csr_to_tokens(joint)
     assert tok.n_features == 12

@@ -45,7 +45,9 @@ def test_label_requests(trained):
     assert lst.obs["cell_type"].tolist() == [cats[0], cats[2], cats[0]]
     dct = model.generate(None, labels={cats[0]: 2, cats[1]: 3}, n_steps=5, progress_bar=False)
     assert dct.obs["cell_type"].value_counts()[cats[1]] == 3 and dct.n_obs == 5
-    cov = model.generate(4, covariates={"batch": adata.obs["batch"].cat.categories[0]}, n_steps=5, progress_bar=False)
+    cov = model.generate(
+        4, covariates={"batch": adata.obs["batch"].cat.categories[0]}, n_steps=5, progress_bar=False
+    )
     assert (cov.obs["batch"] == adata.obs["batch"].cat.categories[0]).all()
 
 
@@ -86,7 +88,9 @@ def test_guidance_zero_equals_unconditional(trained):
     torch.testing.assert_close(module.guided_x0(z, logsnr, sc, cond, [0.0, 0.0]), unguided)
     conditional = module.ema_denoiser(z, logsnr, sc, cond)
     torch.testing.assert_close(module.guided_x0(z, logsnr, sc, cond, [1.0, 1.0]), conditional)
-    torch.testing.assert_close(module.guided_x0(z, logsnr, sc, cond, [1.0, 1.0 + 1e-9]), conditional)
+    torch.testing.assert_close(
+        module.guided_x0(z, logsnr, sc, cond, [1.0, 1.0 + 1e-9]), conditional
+    )
 
 
 def test_reconstruct_contract(trained):
@@ -109,7 +113,10 @@ def test_save_load_round_trip(trained, tmp_path):
         out = loaded.generate(12, **kw)
         assert (out.X != ref.X).nnz == 0 and out.obs.equals(ref.obs)
     np.testing.assert_allclose(
-        with_data.get_latent_representation(), model.get_latent_representation(), rtol=1e-5, atol=1e-6
+        with_data.get_latent_representation(),
+        model.get_latent_representation(),
+        rtol=1e-5,
+        atol=1e-6,
     )
     rec = with_data.reconstruct(indices=np.arange(5), seed=2)
     assert (rec.X != model.reconstruct(indices=np.arange(5), seed=2).X).nnz == 0
@@ -127,4 +134,6 @@ def test_generated_anndata_keeps_training_var_annotations(trained, tmp_path):
     assert synth.uns["sc_sed_dataset"] == adata.uns["sc_sed_dataset"]
     model.save(tmp_path / "m", overwrite=True)
     loaded = sc_sed.SEDModel.load(tmp_path / "m")
-    assert list(loaded.generate(3, n_steps=3, progress_bar=False).var.columns) == list(adata.var.columns)
+    assert list(loaded.generate(3, n_steps=3, progress_bar=False).var.columns) == list(
+        adata.var.columns
+    )

@@ -20,7 +20,9 @@ def _mdata():
 
 def test_mudata_round_trip():
     md = _mdata()
-    sc_sed.SEDModel.setup_mudata(md, modalities=["rna", "atac"], layer="counts", labels_key="cell_type")
+    sc_sed.SEDModel.setup_mudata(
+        md, modalities=["rna", "atac"], layer="counts", labels_key="cell_type"
+    )
     model = sc_sed.SEDModel(md, **TINY)
     assert model.module.n_features == 30 + 12
     assert model.max_nonzero_ >= int(np.diff(md["rna"].layers["counts"].indptr).max())

@@ -45,7 +45,9 @@ def test_negative_values_raise_unless_gaussian():
     sc_sed.SEDModel.setup_anndata(adata)
     with pytest.raises(ValueError, match="negative values"):
         sc_sed.SEDModel(adata, **TINY)
-    assert sc_sed.SEDModel(adata, value_likelihood="gaussian", **TINY).value_likelihood_ == "gaussian"
+    assert (
+        sc_sed.SEDModel(adata, value_likelihood="gaussian", **TINY).value_likelihood_ == "gaussian"
+    )
 
 
 def test_counts_likelihood_on_non_integers_raises():

@@ -11,7 +11,9 @@ D = 30
 
 def _decoder(**kw):
     torch.manual_seed(0)
-    return ARDecoder(D, n_latent=8, n_hidden=32, n_layers=2, n_heads=4, n_ff=64, dropout_rate=0.0, **kw).eval()
+    return ARDecoder(
+        D, n_latent=8, n_hidden=32, n_layers=2, n_heads=4, n_ff=64, dropout_rate=0.0, **kw
+    ).eval()
 
 
 def test_decoder_is_causal():
@@ -34,7 +36,9 @@ def test_cached_decoding_equals_uncached(head):
     z = torch.randn(9, 8) * 3
     for greedy in (True, False):
         a = dec.generate(z, 12, generator=torch.Generator().manual_seed(0), greedy=greedy)
-        b = dec.generate(z, 12, generator=torch.Generator().manual_seed(0), greedy=greedy, use_cache=False)
+        b = dec.generate(
+            z, 12, generator=torch.Generator().manual_seed(0), greedy=greedy, use_cache=False
+        )
         for x, y in zip(a, b, strict=True):
             torch.testing.assert_close(x, y)
 
@@ -45,7 +49,9 @@ def test_generated_rows_valid(lik):
     allowed = torch.ones(D, dtype=torch.bool)
     allowed[::3] = False
     z = torch.randn(64, 8) * 3
-    index, value, n = dec.generate(z, 15, allowed=allowed, generator=torch.Generator().manual_seed(1))
+    index, value, n = dec.generate(
+        z, 15, allowed=allowed, generator=torch.Generator().manual_seed(1)
+    )
     assert (n <= 15).all()
     m = pairs_to_csr(index, value, D)
     assert m.shape == (64, D)
@@ -61,7 +67,9 @@ def test_generated_rows_valid(lik):
 
 def test_log_likelihood_masks_padding():
     dec = _decoder()
-    x = sp.csr_matrix(np.array([[0, 2, 0, 1] + [0] * (D - 4), [3] + [0] * (D - 1)], dtype=np.float32))
+    x = sp.csr_matrix(
+        np.array([[0, 2, 0, 1] + [0] * (D - 4), [3] + [0] * (D - 1)], dtype=np.float32)
+    )
     tok = csr_to_tokens(x)
     out = dec.log_likelihood(torch.randn(2, 8), tok.index, tok.value)
     assert out["target_mask"].sum(1).tolist() == [3, 2]  # pairs + END

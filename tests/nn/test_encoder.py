@@ -8,7 +8,9 @@ def _tokens():
     import scipy.sparse as sp
 
     x = sp.csr_matrix(
-        torch.tensor([[0, 3, 0, 1, 0, 2, 0, 0], [1, 0, 0, 0, 0, 0, 0, 4], [0] * 8], dtype=torch.float32).numpy()
+        torch.tensor(
+            [[0, 3, 0, 1, 0, 2, 0, 0], [1, 0, 0, 0, 0, 0, 0, 4], [0] * 8], dtype=torch.float32
+        ).numpy()
     )
     return csr_to_tokens(x)
 

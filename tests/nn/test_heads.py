@@ -19,7 +19,9 @@ def test_distribution_normalised_over_valid_ids(head):
     allowed[[5, 12, 13]] = False
     ids = torch.arange(D + 1)
     with torch.no_grad():
-        logp = torch.stack([head.log_prob(h, ids[i].expand(4), last, allowed) for i in range(D + 1)], -1)
+        logp = torch.stack(
+            [head.log_prob(h, ids[i].expand(4), last, allowed) for i in range(D + 1)], -1
+        )
     probs = logp.exp()
     torch.testing.assert_close(probs.sum(-1), torch.ones(4), rtol=1e-5, atol=1e-5)
     invalid = (ids[None, :D] <= last[:, None]) | ~allowed[None, :]

@@ -39,7 +39,9 @@ def test_ztnb_sample_mean_matches_truncated_mean(mu, theta):
 def test_ztpoisson_sample_frequencies_match_pmf():
     head = ValueHead(4, "ztpoisson")
     rate = 0.7
-    x = head.sample(torch.full((50000, 1), math.log(rate)), generator=torch.Generator().manual_seed(2))
+    x = head.sample(
+        torch.full((50000, 1), math.log(rate)), generator=torch.Generator().manual_seed(2)
+    )
     for k in (1, 2, 3):
         pmf = math.exp(-rate) * rate**k / math.factorial(k) / (1 - math.exp(-rate))
         assert (x == k).float().mean().item() == pytest.approx(pmf, abs=0.01)
