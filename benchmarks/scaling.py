@@ -131,13 +131,16 @@ def force_full_length(module: SEDModule, *, gap: float = 100.0) -> SEDModule:
     """
     forced = copy.deepcopy(module)
     head = forced.decoder.index_head
-    layers = (
-        [head.proj] if isinstance(head, FlatIndexHead) else [head.block_proj, head.offset_proj[-1]]
-    )
+    flat = isinstance(head, FlatIndexHead)
+    layers = [head.proj] if flat else [head.block_proj, head.offset_proj[-1]]
+    context = [head.context_proj] if flat else [head.context_block, head.context_rank]
     with torch.no_grad():
         for layer in layers:
             layer.weight.zero_()
             layer.bias.fill_(gap)
+        for layer in context:  # the latent's term on the logits
+            if layer is not None:
+                layer.weight.zero_()
     return forced
 
 

@@ -55,6 +55,12 @@ class SEDModule(BaseModuleClass):
         Base of the sinusoidal feature-index code.
     kl_weight
         β of the autoencoder's KL term.
+    token_dropout
+        Training-time probability of masking a decoder input pair (see
+        :class:`~sc_sed.nn.ARDecoder`), which makes the decoder use the latent.
+    learned_index_embedding
+        Add a learned per-feature vector to the fixed sinusoidal index code in the encoder
+        and decoder (``n_features × n_hidden`` parameters each).
     allowed_features
         ``(D,)`` bool: features the decoder may emit (``None``: all).
     n_cats_per_cond
@@ -90,6 +96,8 @@ class SEDModule(BaseModuleClass):
         value_likelihood: str = "ztnb",
         index_base: float = 10_000.0,
         kl_weight: float = 1e-6,
+        token_dropout: float = 0.25,
+        learned_index_embedding: bool = True,
         allowed_features: torch.Tensor | None = None,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
@@ -106,11 +114,13 @@ class SEDModule(BaseModuleClass):
         self.n_latent = n_latent
         self.kl_weight = kl_weight
         self.encoder = SetEncoder(
-            n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base
-        )
+            n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base,
+            n_features if learned_index_embedding else None,
+        )  # fmt: skip
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
-            n_memory, index_head, block_size, value_likelihood, index_base,
+            n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
+            learned_index_embedding,
         )  # fmt: skip
         self.diffusion = LatentDiffusion(
             n_latent, n_cats_per_cond, denoiser_widths, n_embed, denoiser_dropout,

@@ -48,6 +48,13 @@ class ARDecoder(nn.Module):
         Likelihood of the values, see :class:`~sc_sed.nn.ValueHead`.
     index_base
         Base of the sinusoidal feature-index code.
+    learned_index_embedding
+        Add a learned per-feature vector to the sinusoidal index code (see
+        :class:`IndexEmbedding`).
+    token_dropout
+        Training-time probability of replacing an input pair by a learned mask token (its
+        position is kept). This makes the decoder rely on ``z`` rather than on its own
+        history alone ("word dropout"); 0 disables it.
     """
 
     def __init__(
@@ -64,12 +71,18 @@ class ARDecoder(nn.Module):
         block_size: int | None = None,
         value_likelihood: ValueLikelihood = "ztnb",
         index_base: float = 10_000.0,
+        token_dropout: float = 0.0,
+        learned_index_embedding: bool = True,
     ):
         super().__init__()
         self.n_features = n_features
+        self.token_dropout = token_dropout
+        self.mask_token = nn.Parameter(torch.randn(n_hidden) * 0.02)
         self.n_hidden = n_hidden
         self.n_memory = n_memory
-        self.index_embedding = IndexEmbedding(n_hidden, index_base)
+        self.index_embedding = IndexEmbedding(
+            n_hidden, index_base, n_features if learned_index_embedding else None
+        )
         self.value_embedding = ValueEmbedding(n_hidden)
         self.start_token = nn.Parameter(torch.randn(n_hidden) * 0.02)
         self.memory = nn.Linear(n_latent, n_memory * n_hidden)
@@ -80,7 +93,7 @@ class ARDecoder(nn.Module):
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(n_hidden)
-        self.index_head = make_index_head(index_head, n_hidden, n_features, block_size)
+        self.index_head = make_index_head(index_head, n_hidden, n_features, block_size, n_latent)
         self.value_head = ValueHead(n_hidden, value_likelihood)
 
     # -- embedding ---------------------------------------------------------------------
@@ -90,6 +103,9 @@ class ARDecoder(nn.Module):
         safe = torch.where(is_pair, index, torch.zeros_like(index))
         pair = self.index_embedding(safe) + self.value_embedding(value)
         x = torch.where(is_pair.unsqueeze(-1), pair, self.start_token.expand_as(pair))
+        if self.training and self.token_dropout > 0:
+            drop = is_pair & (torch.rand(is_pair.shape, device=x.device) < self.token_dropout)
+            x = torch.where(drop.unsqueeze(-1), self.mask_token.expand_as(x), x)
         return x + sinusoidal(step, self.n_hidden)
 
     def make_memory(self, z: torch.Tensor) -> torch.Tensor:
@@ -150,7 +166,9 @@ class ARDecoder(nn.Module):
         pair_mask = tgt_i < d
         target = torch.where(target_mask, tgt_i, d)
         last = torch.where(inp_i < d, inp_i, -1)
-        index_logp, guess = self.index_head.log_prob(h, target, last, allowed, return_argmax=True)
+        index_logp, guess = self.index_head.log_prob(
+            h, target, last, allowed, z.unsqueeze(1), return_argmax=True
+        )
         params = self.value_head(h, self.index_embedding(torch.where(pair_mask, tgt_i, 0)))
         value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, 1.0))
         return {
@@ -227,8 +245,9 @@ class ARDecoder(nn.Module):
             if step == max_length:
                 break
             nxt = self.index_head.sample(
-                h, state.last, allowed, generator=generator, temperature=temperature, greedy=greedy
-            )
+                h, state.last, allowed, state.z,
+                generator=generator, temperature=temperature, greedy=greedy,
+            )  # fmt: skip
             params = self.value_head(h, self.index_embedding(nxt.clamp_max(self.n_features - 1)))
             val = self.value_head.sample(params, generator=generator, greedy=greedy)
             if not state.advance(nxt, val, step):
@@ -245,6 +264,7 @@ class _DecodeState:
         pad = self.d + 2
         memory = decoder.make_memory(z)
         self.memory_kv = [blk.cross_attn.project_kv(memory) for blk in decoder.blocks]
+        self.z = z
         self.z_in = decoder.latent_input(z)
         self.caches = []
         if use_cache:
@@ -292,7 +312,7 @@ class _DecodeState:
         self.memory_kv = [
             (k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.memory_kv
         ]
-        for name in ("rows", "done", "last", "token_i", "token_v", "prefix_i", "prefix_v", "z_in"):
+        for name in ("rows", "done", "last", "token_i", "token_v", "prefix_i", "prefix_v", "z", "z_in"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

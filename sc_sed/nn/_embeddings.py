@@ -34,7 +34,14 @@ def sinusoidal(x: torch.Tensor, dim: int, base: float = 10_000.0) -> torch.Tenso
 
 
 class IndexEmbedding(nn.Module):
-    """Feature-index embedding: a fixed sinusoidal code of the feature id, then a linear map.
+    """Feature-index embedding: a fixed sinusoidal code of the feature id, then a linear map,
+    plus (optionally) a learned per-feature vector.
+
+    The sinusoidal code alone is smooth in the feature id, so after mean-pooling a set of
+    them a small network can hardly tell which *specific* features (marker genes) were
+    present; the learned table (initialised at zero, so training starts from the pure
+    sinusoidal code) gives every feature its own direction. It holds ``n_features ×
+    n_hidden`` parameters, independent of the batch.
 
     Parameters
     ----------
@@ -42,17 +49,24 @@ class IndexEmbedding(nn.Module):
         Embedding size.
     base
         Sinusoid base (10,000–20,000 covers tens of thousands of features).
+    n_features
+        Size of the learned table; None for the sinusoidal code only.
     """
 
-    def __init__(self, n_hidden: int, base: float = 10_000.0):
+    def __init__(self, n_hidden: int, base: float = 10_000.0, n_features: int | None = None):
         super().__init__()
         self.n_hidden = n_hidden
         self.base = base
         self.proj = nn.Linear(n_hidden, n_hidden)
+        self.table = None
+        if n_features:
+            self.table = nn.Embedding(n_features, n_hidden)
+            nn.init.zeros_(self.table.weight)
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
-        """Embed integer feature ids of any shape."""
-        return self.proj(sinusoidal(index, self.n_hidden, self.base))
+        """Embed integer feature ids (``0 <= id < n_features``) of any shape."""
+        out = self.proj(sinusoidal(index, self.n_hidden, self.base))
+        return out if self.table is None else out + self.table(index)
 
 
 class ValueEmbedding(nn.Module):

@@ -34,6 +34,9 @@ class SetEncoder(nn.Module):
         Dropout rate.
     index_base
         Base of the sinusoidal feature-index code.
+    n_features
+        Number of features, for a learned per-feature embedding added to the sinusoidal
+        code (see :class:`IndexEmbedding`); None for the sinusoidal code only.
     """
 
     def __init__(
@@ -45,9 +48,10 @@ class SetEncoder(nn.Module):
         n_ff: int = 256,
         dropout_rate: float = 0.1,
         index_base: float = 10_000.0,
+        n_features: int | None = None,
     ):
         super().__init__()
-        self.index_embedding = IndexEmbedding(n_hidden, index_base)
+        self.index_embedding = IndexEmbedding(n_hidden, index_base, n_features)
         self.value_embedding = ValueEmbedding(n_hidden)
         self.summary_token = nn.Parameter(torch.randn(1, 1, n_hidden) * 0.02)
         self.blocks = nn.ModuleList(

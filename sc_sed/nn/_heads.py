@@ -15,6 +15,9 @@ each feature a logit ``s_j`` and the next id is the first valid ``j > last`` who
 With history-independent logits this is exactly a product of independent Bernoulli
 detections (the usual single-cell dropout picture), which the decoder refines with the
 history; a softmax over absolute ids would have to learn the cumulative products itself.
+
+Both heads also take a per-row ``context`` (the latent ``z``) that adds a feature-specific
+term to the logits, a direct path from the latent to "which features are present".
 """
 
 from __future__ import annotations
@@ -79,22 +82,32 @@ class FlatIndexHead(nn.Module):
         Width of the decoder hidden state.
     n_features
         Number of features ``D``; END is id ``D``.
+    n_context
+        Size of the per-row context (the latent); 0 for none.
     """
 
-    def __init__(self, n_hidden: int, n_features: int):
+    def __init__(self, n_hidden: int, n_features: int, n_context: int = 0):
         super().__init__()
         self.n_features = n_features
         self.proj = nn.Linear(n_hidden, n_features)
+        self.context_proj = nn.Linear(n_context, n_features, bias=False) if n_context else None
 
     def log_probs(
-        self, h: torch.Tensor, last: torch.Tensor, allowed: torch.Tensor | None = None
+        self,
+        h: torch.Tensor,
+        last: torch.Tensor,
+        allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
         ids = torch.arange(self.n_features, device=h.device)
         valid = ids > last.unsqueeze(-1)
         if allowed is not None:
             valid = valid & allowed
-        return hazard_log_probs(self.proj(h), valid)
+        logits = self.proj(h)
+        if self.context_proj is not None and context is not None:
+            logits = logits + self.context_proj(context)
+        return hazard_log_probs(logits, valid)
 
     def log_prob(
         self,
@@ -102,6 +115,7 @@ class FlatIndexHead(nn.Module):
         target: torch.Tensor,
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
         *,
         return_argmax: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +131,9 @@ class FlatIndexHead(nn.Module):
             ``(...)`` previously emitted id (``-1`` before the first).
         allowed
             ``(D,)`` bool mask of features that may be emitted, or None for all.
+        context
+            Per-row context (the latent), broadcastable to ``h``'s leading dimensions
+            (e.g. ``(batch, 1, n_context)`` for ``(batch, length, n_hidden)`` states).
         return_argmax
             Also return the most likely id (for accuracy monitoring).
 
@@ -124,7 +141,7 @@ class FlatIndexHead(nn.Module):
         -------
         ``(...)`` log-probabilities (and the argmax ids).
         """
-        logp = self.log_probs(h, last, allowed)
+        logp = self.log_probs(h, last, allowed, context)
         out = _pick(logp, target)
         return (out, logp.argmax(-1)) if return_argmax else out
 
@@ -133,13 +150,15 @@ class FlatIndexHead(nn.Module):
         h: torch.Tensor,
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
     ) -> torch.Tensor:
         """Draw the next id for each row (``D`` = END); see :meth:`log_prob` for arguments."""
-        return gumbel_argmax(self.log_probs(h, last, allowed), generator, temperature, greedy)
+        logp = self.log_probs(h, last, allowed, context)
+        return gumbel_argmax(logp, generator, temperature, greedy)
 
 
 class FactorisedIndexHead(nn.Module):
@@ -162,9 +181,21 @@ class FactorisedIndexHead(nn.Module):
         Number of features ``D``; END is id ``D``.
     block_size
         Ids per block; ``None`` uses ``ceil(sqrt(D))``.
+    n_context
+        Size of the per-row context (the latent); 0 for none. It adds a term to the block
+        logits and a rank-``context_rank`` feature-specific term to the offset logits.
+    context_rank
+        Rank of the context's offset term (``n_features × context_rank`` parameters).
     """
 
-    def __init__(self, n_hidden: int, n_features: int, block_size: int | None = None):
+    def __init__(
+        self,
+        n_hidden: int,
+        n_features: int,
+        block_size: int | None = None,
+        n_context: int = 0,
+        context_rank: int = 8,
+    ):
         super().__init__()
         self.n_features = n_features
         self.block_size = block_size or max(1, math.ceil(math.sqrt(n_features)))
@@ -172,6 +203,11 @@ class FactorisedIndexHead(nn.Module):
         self.block_proj = nn.Linear(n_hidden, self.n_blocks)
         self.block_embedding = nn.Embedding(self.n_blocks, n_hidden)
         self.offset_proj = nn.Sequential(nn.SiLU(), nn.Linear(n_hidden, self.block_size))
+        self.context_block = self.context_rank = self.context_offset = None
+        if n_context:
+            self.context_block = nn.Linear(n_context, self.n_blocks, bias=False)
+            self.context_rank = nn.Linear(n_context, context_rank, bias=False)
+            self.context_offset = nn.Parameter(torch.zeros(self.n_blocks, self.block_size, context_rank))
 
     def _table(self, allowed: torch.Tensor | None, device) -> torch.Tensor:
         """``(n_blocks, block_size)`` bool table of allowed ids (padding ids are False)."""
@@ -179,16 +215,22 @@ class FactorisedIndexHead(nn.Module):
         table[: self.n_features] = True if allowed is None else allowed
         return table.view(self.n_blocks, self.block_size)
 
-    def _block_log_probs(self, h, last, table):
+    def _block_log_probs(self, h, last, table, context):
         offsets = torch.arange(self.block_size, device=h.device)
         top = torch.where(table, offsets, -1).amax(-1)  # highest allowed offset per block
         first = torch.arange(self.n_blocks, device=h.device) * self.block_size
         valid = (first + top > last.unsqueeze(-1)) & (top >= 0)
-        return hazard_log_probs(self.block_proj(h), valid)
+        logits = self.block_proj(h)
+        if self.context_block is not None and context is not None:
+            logits = logits + self.context_block(context)
+        return hazard_log_probs(logits, valid)
 
-    def _offset_log_probs(self, h, block, last, table):
+    def _offset_log_probs(self, h, block, last, table, context):
         safe = block.clamp_max(self.n_blocks - 1)
         logits = self.offset_proj(h + self.block_embedding(safe))
+        if self.context_offset is not None and context is not None:
+            low_rank = self.context_rank(context).unsqueeze(-2)  # (..., 1, rank)
+            logits = logits + (self.context_offset[safe] * low_rank).sum(-1)
         ids = safe.unsqueeze(-1) * self.block_size + torch.arange(self.block_size, device=h.device)
         valid = (ids > last.unsqueeze(-1)) & table[safe]
         logp = hazard_log_probs(logits, valid)
@@ -204,24 +246,25 @@ class FactorisedIndexHead(nn.Module):
         target: torch.Tensor,
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
         *,
         return_argmax: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of ``target`` ids; same contract as :meth:`FlatIndexHead.log_prob`."""
         table = self._table(allowed, h.device)
-        block_logp = self._block_log_probs(h, last, table)
+        block_logp = self._block_log_probs(h, last, table, context)
         is_end = target >= self.n_features
         block = torch.where(is_end, self.n_blocks, target // self.block_size)
-        offset_logp = self._offset_log_probs(h, block, last, table)
+        offset_logp = self._offset_log_probs(h, block, last, table, context)
         off = _pick(offset_logp, torch.where(is_end, 0, target % self.block_size))
         out = _pick(block_logp, block) + torch.where(is_end, 0.0, off)
         if not return_argmax:
             return out
-        return out, self._greedy(h, last, table, block_logp)
+        return out, self._greedy(h, last, table, block_logp, context)
 
-    def _greedy(self, h, last, table, block_logp):
+    def _greedy(self, h, last, table, block_logp, context):
         block = block_logp.argmax(-1)
-        offset = self._offset_log_probs(h, block, last, table).argmax(-1)
+        offset = self._offset_log_probs(h, block, last, table, context).argmax(-1)
         return torch.where(
             block == self.n_blocks, self.n_features, block * self.block_size + offset
         )
@@ -231,6 +274,7 @@ class FactorisedIndexHead(nn.Module):
         h: torch.Tensor,
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
@@ -238,20 +282,21 @@ class FactorisedIndexHead(nn.Module):
     ) -> torch.Tensor:
         """Draw the next id (``D`` = END); same contract as :meth:`FlatIndexHead.sample`."""
         table = self._table(allowed, h.device)
-        block = gumbel_argmax(self._block_log_probs(h, last, table), generator, temperature, greedy)
+        block_logp = self._block_log_probs(h, last, table, context)
+        block = gumbel_argmax(block_logp, generator, temperature, greedy)
         is_end = block == self.n_blocks
-        offset_logp = self._offset_log_probs(h, block, last, table)
+        offset_logp = self._offset_log_probs(h, block, last, table, context)
         offset = gumbel_argmax(offset_logp, generator, temperature, greedy)
         return torch.where(is_end, self.n_features, block * self.block_size + offset)
 
 
 def make_index_head(
-    kind: str, n_hidden: int, n_features: int, block_size: int | None = None
+    kind: str, n_hidden: int, n_features: int, block_size: int | None = None, n_context: int = 0
 ) -> FlatIndexHead | FactorisedIndexHead:
     """Build an index head by name (``"flat"`` or ``"factorised"``)."""
     if kind == "flat":
-        return FlatIndexHead(n_hidden, n_features)
+        return FlatIndexHead(n_hidden, n_features, n_context)
     if kind == "factorised":
-        return FactorisedIndexHead(n_hidden, n_features, block_size)
-    msg = f"Unknown index_head={kind!r}; use 'flat', 'factorised' or 'auto'."
+        return FactorisedIndexHead(n_hidden, n_features, block_size, n_context)
+    msg = f"Unknown index_head={kind!r}; use 'flat' or 'factorised'."
     raise ValueError(msg)

@@ -8,7 +8,10 @@ D = 23
 
 def _heads():
     torch.manual_seed(0)
-    return [FlatIndexHead(16, D), FactorisedIndexHead(16, D, block_size=5)]
+    heads = [FlatIndexHead(16, D, n_context=3), FactorisedIndexHead(16, D, block_size=5, n_context=3)]
+    if heads[1].context_offset is not None:
+        torch.nn.init.normal_(heads[1].context_offset)  # zero-initialised; make it matter
+    return heads
 
 
 @pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
@@ -18,10 +21,13 @@ def test_distribution_normalised_over_valid_ids(head):
     allowed = torch.ones(D, dtype=torch.bool)
     allowed[[5, 12, 13]] = False
     ids = torch.arange(D + 1)
+    ctx = torch.randn(4, 3)
     with torch.no_grad():
         logp = torch.stack(
-            [head.log_prob(h, ids[i].expand(4), last, allowed) for i in range(D + 1)], -1
+            [head.log_prob(h, ids[i].expand(4), last, allowed, ctx) for i in range(D + 1)], -1
         )
+        other = head.log_prob(h, ids[:4], last, allowed, torch.randn(4, 3))
+    assert not torch.allclose(other, logp[torch.arange(4), ids[:4]])  # the context matters
     probs = logp.exp()
     torch.testing.assert_close(probs.sum(-1), torch.ones(4), rtol=1e-5, atol=1e-5)
     invalid = (ids[None, :D] <= last[:, None]) | ~allowed[None, :]
