@@ -21,5 +21,9 @@ def __getattr__(name: str):
         from .model import SEDModel
 
         return SEDModel
+    if name == "baselines":  # comparison models; import on demand (torch, scvi-tools)
+        import importlib
+
+        return importlib.import_module(".baselines", __name__)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
