@@ -71,9 +71,9 @@ BLADDER_FILE = SHARED_DATA / "mouse_bladder_cell_select_2100.h5"
 class Budget:
     """Model sizes, epochs and sampling steps of one run (CLI flags override a preset)."""
 
-    sed_epochs: int = 40
-    sed_diffusion_epochs: int = 80
-    sed_batch_size: int = 64
+    sed_epochs: int = 50
+    sed_diffusion_epochs: int = 60
+    sed_batch_size: int = 32
     sed_n_hidden: int = 64
     sed_n_layers: int = 1
     sed_n_latent: int = 32
@@ -84,18 +84,24 @@ class Budget:
     max_minutes: float = 15.0
 
 
-#: Per-dataset budgets, measured on the 2-core CPU this project is developed on.
+#: Per-dataset budgets. PBMC (the defaults) and bladder were timed on the shared 2-core CPU;
+#: digits and showers are smaller problems (tens of non-zeros per row) and finish sooner.
 PRESETS: dict[str, dict[str, Any]] = {
     "pbmc68k": {},
     "h5ad": {},
-    "digits": {"sed_epochs": 30, "sed_diffusion_epochs": 20, "dense_epochs": 100, "scvi_epochs": 100},
+    "digits": {
+        "sed_epochs": 30,
+        "sed_diffusion_epochs": 100,
+        "dense_epochs": 100,
+        "scvi_epochs": 100,
+    },
     "showers": {"sed_epochs": 60, "sed_diffusion_epochs": 40, "dense_epochs": 200},
     "bladder": {
-        "sed_epochs": 4,
-        "sed_diffusion_epochs": 20,
+        "sed_epochs": 2,
+        "sed_diffusion_epochs": 30,
         "sed_batch_size": 16,
-        "dense_epochs": 60,
-        "scvi_epochs": 60,
+        "dense_epochs": 15,
+        "scvi_epochs": 30,
         "max_minutes": 20.0,
     },
     "smoke": {
@@ -127,51 +133,77 @@ def resolve_budget(args: argparse.Namespace, dataset: str) -> Budget:
 # -- command line ---------------------------------------------------------------------------
 
 EPILOG = """\
-Time budget (2 shared CPU cores; scale the epochs to fit your own limit):
-  PBMC 68k (700 x 765, defaults): about 10-14 minutes in all, mostly SED's autoencoder
-    (~6 s/epoch at width 64, 1 layer, batch 64) and the dense DDPM (~1 s/epoch).
-  Mouse bladder (2,100 x 20,670, ~1k non-zeros/row): SED's autoencoder costs about a
-    minute per epoch at batch 16 and its decoding ~1k steps per row, so the preset keeps
-    4 autoencoder epochs (~20 minutes in all); CPU budgets limit SED's quality there.
-  --smoke: tiny synthetic counts, tiny models, well under a minute.
-  --max-minutes only warns when the run exceeds it; lower the epochs to go faster.
-Data: PBMC 68k counts by default; --bladder [PATH], --h5ad PATH (a .h5 file is read as
-the bladder format: h5py X counts, Y labels), --digits, --showers (images with eta/phi,
-adds jet-observable distances), --smoke.
+Time budget (measured on 2 CPU cores shared with other jobs, 1 torch thread; the machine's
+load changes the times by up to 2x; lower the epochs to go faster):
+  PBMC 68k (700 x 765, defaults): 7-13 minutes in all. SED's autoencoder dominates
+    (~6-11 s/epoch at width 64, 1 layer, batch 32), its latent diffusion ~2.5 s/epoch,
+    the dense DDPM ~0.2 s/epoch, scVI ~0.06 s/epoch, evaluation ~10 s per method.
+  Mouse bladder (2,100 x 20,670, 290-3,700 non-zeros/row): SED's autoencoder ~5 min/epoch
+    at batch 16 (attention over the longest row of each batch), encoding the latents
+    ~1.5 min, the dense DDPM ~7 s/epoch plus ~70 s to calibrate its threshold, scVI
+    ~3 s/epoch: the preset (2 SED epochs) took 18.5 minutes. CPU budgets limit quality there.
+  --smoke: tiny synthetic counts and models, about 10 seconds.
+Data: PBMC 68k counts by default; --bladder [PATH]; --h5ad PATH with --layer/--labels-key
+(a .h5 file is read like --bladder: h5py X counts, Y labels); --digits; --showers
+(images with eta/phi: adds jet-observable distances); --smoke.
 """
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     data = p.add_mutually_exclusive_group()
-    data.add_argument("--h5ad", type=Path, help="any AnnData (.h5ad); a .h5 path is read like --bladder")
     data.add_argument(
-        "--bladder", type=Path, nargs="?", const=BLADDER_FILE,
+        "--h5ad", type=Path, help="any AnnData (.h5ad); a .h5 path is read like --bladder"
+    )
+    data.add_argument(
+        "--bladder",
+        type=Path,
+        nargs="?",
+        const=BLADDER_FILE,
         help=f"mouse bladder HDF5 (X counts, Y labels); default path {BLADDER_FILE}",
-    )  # fmt: skip
+    )
     data.add_argument("--digits", action="store_true", help="scikit-learn digits as sparse images")
-    data.add_argument("--showers", action="store_true", help="synthetic calorimeter showers (eta/phi)")
-    data.add_argument("--smoke", action="store_true", help="tiny synthetic run (seconds; for tests)")
+    data.add_argument(
+        "--showers", action="store_true", help="synthetic calorimeter showers (eta/phi)"
+    )
+    data.add_argument(
+        "--smoke", action="store_true", help="tiny synthetic run (seconds; for tests)"
+    )
     p.add_argument("--layer", help="layer with the values for --h5ad (default: X)")
     p.add_argument("--labels-key", help="obs column of labels for --h5ad (required with it)")
     p.add_argument("--heldout-fraction", type=float, default=0.2, help="held-out share per label")
 
 
+#: Budget flags: (field, help text); the defaults come from :class:`Budget` and the presets.
+BUDGET_FLAGS = (
+    ("sed_epochs", "SED autoencoder epochs"),
+    ("sed_diffusion_epochs", "SED latent-diffusion epochs"),
+    ("sed_batch_size", "SED autoencoder minibatch"),
+    ("sed_n_hidden", "SED Transformer width (feed-forward 2x)"),
+    ("sed_n_layers", "SED encoder and decoder layers"),
+    ("sed_n_latent", "SED latent size"),
+    ("denoiser_widths", "MLP U-Net widths of SED's latent denoiser and of the dense DDPM"),
+    ("dense_epochs", "dense DDPM epochs (raw and thresholded share the model)"),
+    ("scvi_epochs", "scVI epochs"),
+    ("n_steps", "DDIM sampling steps of SED and the dense DDPM"),
+    ("max_minutes", "time budget in minutes; only warns when the run exceeds it"),
+)
+
+
+def _defaults_note(name: str) -> str:
+    """``"default X; bladder Y"`` for a budget field."""
+    default = getattr(Budget(), name)
+    bladder = PRESETS["bladder"].get(name, default)
+    show = (lambda v: " ".join(map(str, v))) if name == "denoiser_widths" else str
+    note = f"default {show(default)}"
+    return note if bladder == default else f"{note}; bladder {show(bladder)}"
+
+
 def _add_budget_args(p: argparse.ArgumentParser) -> None:
-    b = Budget()
-    p.add_argument("--sed-epochs", type=int, help=f"SED autoencoder epochs (PBMC {b.sed_epochs}, bladder 4)")
-    p.add_argument("--sed-diffusion-epochs", type=int, help=f"SED latent-diffusion epochs ({b.sed_diffusion_epochs})")
-    p.add_argument("--sed-batch-size", type=int, help=f"SED autoencoder batch ({b.sed_batch_size}; bladder 16)")
-    p.add_argument("--sed-n-hidden", type=int, help=f"SED Transformer width ({b.sed_n_hidden})")
-    p.add_argument("--sed-n-layers", type=int, help=f"SED encoder/decoder layers ({b.sed_n_layers})")
-    p.add_argument("--sed-n-latent", type=int, help=f"SED latent size ({b.sed_n_latent})")
-    p.add_argument(
-        "--denoiser-widths", type=int, nargs="+",
-        help="MLP U-Net widths of SED's latent denoiser and of the dense DDPM (512 512 256 128)",
-    )  # fmt: skip
-    p.add_argument("--dense-epochs", type=int, help=f"dense DDPM epochs (PBMC {b.dense_epochs}, bladder 60)")
-    p.add_argument("--scvi-epochs", type=int, help=f"scVI epochs (PBMC {b.scvi_epochs}, bladder 60)")
-    p.add_argument("--n-steps", type=int, help=f"DDIM sampling steps, SED and dense ({b.n_steps})")
-    p.add_argument("--max-minutes", type=float, help="time budget; only warns when exceeded (15; bladder 20)")
+    for name, text in BUDGET_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        kind = float if name == "max_minutes" else int
+        nargs = "+" if name == "denoiser_widths" else None
+        p.add_argument(flag, type=kind, nargs=nargs, help=f"{text} ({_defaults_note(name)})")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -183,20 +215,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     _add_data_args(p)
     p.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=list(METHODS),
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
         help="methods to run (dense and thresholded share one trained DenseDDPM)",
-    )  # fmt: skip
+    )
     _add_budget_args(p)
     p.add_argument("--gen-batch-size", type=int, default=256, help="rows generated together")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto", help="Lightning accelerator")
     p.add_argument(
-        "--threads", type=int,
+        "--device", choices=["auto", "cpu", "gpu"], default="auto", help="Lightning accelerator"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
         help="torch CPU threads (default 1 on CPU: on 2 shared cores, 2 threads are up to 10x "
         "slower when another process is busy; pass 2 on an idle machine)",
-    )  # fmt: skip
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, training and sampling")
-    p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/quality/<dataset>/)")
+    p.add_argument(
+        "--out", type=Path, help="output folder (default benchmarks/results/quality/<dataset>/)"
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument(
+        "--no-sed-reconstruction",
+        action="store_true",
+        help="skip the diagnostic that also evaluates SED's autoencoder alone (held-out rows "
+        "encoded and decoded, no diffusion): it tells which stage limits SED's scores",
+    )
     p.add_argument("--progress", action="store_true", help="show training/generation progress bars")
     args = p.parse_args(argv)
     if args.h5ad is not None and args.h5ad.suffix != ".h5" and args.labels_key is None:
@@ -244,6 +290,20 @@ def read_bladder(path: Path) -> AnnData:
     return adata
 
 
+def read_h5ad(path: Path, layer: str | None, labels_key: str) -> Dataset:
+    """Any AnnData file, after checking that the layer and the labels exist."""
+    import anndata
+
+    adata = anndata.read_h5ad(path)
+    if labels_key not in adata.obs:
+        msg = f"--labels-key {labels_key!r} is not an obs column of {path} (columns: {list(adata.obs.columns)[:20]})."
+        raise SystemExit(msg)
+    if layer is not None and layer not in adata.layers:
+        msg = f"--layer {layer!r} is not a layer of {path} (layers: {list(adata.layers)})."
+        raise SystemExit(msg)
+    return Dataset(path.stem, adata, layer, labels_key, str(path))
+
+
 def load_dataset(args: argparse.Namespace) -> Dataset:
     """The dataset the flags select (PBMC 68k counts by default)."""
     ds = sc_sed.datasets
@@ -252,17 +312,19 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
         name = "bladder" if args.bladder is not None or "bladder" in h5.name else h5.stem
         return Dataset(name, read_bladder(h5), "counts", "cluster", str(h5))
     if args.h5ad is not None:
-        import anndata
-
-        return Dataset(args.h5ad.stem, anndata.read_h5ad(args.h5ad), args.layer, args.labels_key, str(args.h5ad))
+        return read_h5ad(args.h5ad, args.layer, args.labels_key)
     if args.smoke:
         adata = ds.synthetic_counts(n_cells=120, n_genes=40, n_types=3, n_markers=5, seed=args.seed)
         return Dataset("smoke", adata, "counts", "cell_type", "synthetic_counts(120, 40)")
     if args.digits:
         return Dataset("digits", ds.digits(), None, "digit", "sklearn digits")
     if args.showers:
-        return Dataset("showers", ds.synthetic_showers(seed=args.seed), None, "particle", "synthetic_showers")
-    return Dataset("pbmc68k", ds.pbmc68k_counts(), "counts", "bulk_labels", "scanpy pbmc68k_reduced")
+        return Dataset(
+            "showers", ds.synthetic_showers(seed=args.seed), None, "particle", "synthetic_showers"
+        )
+    return Dataset(
+        "pbmc68k", ds.pbmc68k_counts(), "counts", "bulk_labels", "scanpy pbmc68k_reduced"
+    )
 
 
 def budget_key(data: Dataset) -> str:
@@ -277,10 +339,10 @@ def split(data: Dataset, fraction: float, seed: int) -> tuple[AnnData, AnnData]:
     return data.adata[train_idx].copy(), data.adata[held_idx].copy()
 
 
-def label_counts(adata: AnnData, key: str) -> dict[str, int]:
-    """``{label: n}`` of the rows (the held-out label mix to generate)."""
-    counts = adata.obs[key].astype(str).value_counts()
-    return {str(k): int(v) for k, v in counts.items() if v > 0}
+def label_counts(adata: AnnData, key: str) -> dict[Any, int]:
+    """``{label: n}`` of the rows (the held-out label mix to generate), labels as stored."""
+    counts = adata.obs[key].value_counts()
+    return {k: int(v) for k, v in counts.items() if v > 0}
 
 
 def zero_fraction(adata: AnnData, layer: str | None) -> float:
@@ -303,6 +365,8 @@ class MethodRun:
     train_seconds: float
     generate_seconds: float
     train_shared_with: str | None = None
+    reconstruction: AnnData | None = None
+    reconstruct_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -312,11 +376,12 @@ class RunContext:
     train: AnnData
     data: Dataset
     budget: Budget
-    counts: dict[str, int]
+    counts: dict[Any, int]
     accelerator: str
     seed: int
     gen_batch_size: int
     progress: bool
+    heldout: AnnData | None = None  # set: SED also reconstructs these rows (no diffusion)
 
 
 def seed_all(seed: int) -> None:
@@ -342,22 +407,40 @@ def run_sed(ctx: RunContext) -> MethodRun:
     sc_sed.SEDModel.setup_anndata(train, layer=ctx.data.layer, labels_key=ctx.data.labels_key)
     seed_all(ctx.seed)
     model = sc_sed.SEDModel(
-        train, n_hidden=b.sed_n_hidden, n_ff=2 * b.sed_n_hidden, n_layers=b.sed_n_layers,
-        n_latent=b.sed_n_latent, denoiser_widths=b.denoiser_widths,
-    )  # fmt: skip
+        train,
+        n_hidden=b.sed_n_hidden,
+        n_ff=2 * b.sed_n_hidden,
+        n_layers=b.sed_n_layers,
+        n_latent=b.sed_n_latent,
+        denoiser_widths=b.denoiser_widths,
+    )
     _, train_s = timed(
         lambda: model.train(
-            b.sed_epochs, b.sed_diffusion_epochs, batch_size=b.sed_batch_size,
-            accelerator=ctx.accelerator, enable_progress_bar=ctx.progress,
-        )  # fmt: skip
+            b.sed_epochs,
+            b.sed_diffusion_epochs,
+            batch_size=b.sed_batch_size,
+            accelerator=ctx.accelerator,
+            enable_progress_bar=ctx.progress,
+        )
     )
     synth, gen_s = timed(
         lambda: model.generate(
-            None, labels=ctx.counts, n_steps=b.n_steps, seed=ctx.seed,
-            batch_size=ctx.gen_batch_size, progress_bar=ctx.progress,
-        )  # fmt: skip
+            None,
+            labels=ctx.counts,
+            n_steps=b.n_steps,
+            seed=ctx.seed,
+            batch_size=ctx.gen_batch_size,
+            progress_bar=ctx.progress,
+        )
     )
-    return MethodRun(synth, train_s, gen_s)
+    run = MethodRun(synth, train_s, gen_s)
+    if ctx.heldout is not None:
+        run.reconstruction, run.reconstruct_seconds = timed(
+            lambda: model.reconstruct(
+                ctx.heldout.copy(), seed=ctx.seed, batch_size=ctx.gen_batch_size
+            )
+        )
+    return run
 
 
 def run_dense(ctx: RunContext, variants: Sequence[str]) -> dict[str, MethodRun]:
@@ -370,10 +453,16 @@ def run_dense(ctx: RunContext, variants: Sequence[str]) -> dict[str, MethodRun]:
 
     b = ctx.budget
     seed_all(ctx.seed)
-    model = DenseDDPM(ctx.train, layer=ctx.data.layer, labels_key=ctx.data.labels_key, widths=b.denoiser_widths)
+    model = DenseDDPM(
+        ctx.train, layer=ctx.data.layer, labels_key=ctx.data.labels_key, widths=b.denoiser_widths
+    )
     _, train_s = timed(
         lambda: model.train(
-            b.dense_epochs, accelerator=ctx.accelerator, seed=ctx.seed, progress_bar=ctx.progress
+            b.dense_epochs,
+            accelerator=ctx.accelerator,
+            seed=ctx.seed,
+            progress_bar=ctx.progress,
+            enable_model_summary=ctx.progress,
         )
     )
     runs = {}
@@ -381,9 +470,14 @@ def run_dense(ctx: RunContext, variants: Sequence[str]) -> dict[str, MethodRun]:
         threshold = "auto" if variant == "thresholded" else None
         synth, gen_s = timed(
             lambda t=threshold: model.generate(
-                None, labels=ctx.counts, n_steps=b.n_steps, threshold=t, seed=ctx.seed,
-                batch_size=ctx.gen_batch_size, progress_bar=ctx.progress,
-            )  # fmt: skip
+                None,
+                labels=ctx.counts,
+                n_steps=b.n_steps,
+                threshold=t,
+                seed=ctx.seed,
+                batch_size=ctx.gen_batch_size,
+                progress_bar=ctx.progress,
+            )
         )
         runs[variant] = MethodRun(synth, train_s, gen_s, variants[0] if i else None)
     return runs
@@ -397,14 +491,20 @@ def run_scvi(ctx: RunContext) -> MethodRun:
     model = ScVIPrior(ctx.train, layer=ctx.data.layer, labels_key=ctx.data.labels_key)
     _, train_s = timed(
         lambda: model.train(
-            ctx.budget.scvi_epochs, accelerator=ctx.accelerator, seed=ctx.seed, progress_bar=ctx.progress
+            ctx.budget.scvi_epochs,
+            accelerator=ctx.accelerator,
+            seed=ctx.seed,
+            progress_bar=ctx.progress,
         )
     )
     synth, gen_s = timed(
         lambda: model.generate(
-            None, labels=ctx.counts, seed=ctx.seed, batch_size=ctx.gen_batch_size,
+            None,
+            labels=ctx.counts,
+            seed=ctx.seed,
+            batch_size=ctx.gen_batch_size,
             progress_bar=ctx.progress,
-        )  # fmt: skip
+        )
     )
     return MethodRun(synth, train_s, gen_s)
 
@@ -423,14 +523,19 @@ def run_methods(ctx: RunContext, methods: Sequence[str]) -> dict[str, MethodRun]
         print("training scVI ...", flush=True)
         runs["scvi"] = run_scvi(ctx)
     for name, run in runs.items():
-        print(f"  {name}: train {run.train_seconds:.1f} s, generate {run.generate_seconds:.1f} s", flush=True)
+        print(
+            f"  {name}: train {run.train_seconds:.1f} s, generate {run.generate_seconds:.1f} s",
+            flush=True,
+        )
     return runs
 
 
 # -- evaluation -----------------------------------------------------------------------------
 
 
-def evaluate_run(heldout: AnnData, synth: AnnData, train: AnnData, data: Dataset, seed: int) -> pd.DataFrame:
+def evaluate_run(
+    heldout: AnnData, synth: AnnData, train: AnnData, data: Dataset, seed: int
+) -> pd.DataFrame:
     """``sc_sed.tl.evaluate`` of one method (plus jet observables for images with η/φ)."""
     df = sc_sed.tl.evaluate(
         heldout, synth, layer=data.layer, groupby=data.labels_key, train=train, seed=seed
@@ -469,13 +574,24 @@ def design_targets(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]
     spurious = sed["n_spurious_features"]
     diff = sed["zero_fraction_synth"] - sed["zero_fraction_real"]
     return [
-        _check("SED n_spurious_features == 0", spurious, spurious == 0, f"{spurious:.0f} spurious features"),
         _check(
-            f"SED |zero_fraction_synth - real| <= {ZERO_FRACTION_TOLERANCE}", abs(diff),
+            "SED n_spurious_features == 0",
+            spurious,
+            spurious == 0,
+            f"{spurious:.0f} spurious features",
+        ),
+        _check(
+            f"SED |zero_fraction_synth - real| <= {ZERO_FRACTION_TOLERANCE}",
+            abs(diff),
             abs(diff) <= ZERO_FRACTION_TOLERANCE,
             f"synth {sed['zero_fraction_synth']:.4f} vs real {sed['zero_fraction_real']:.4f}",
-        ),  # fmt: skip
-        _check(f"SED scc >= {SCC_TARGET}", sed["scc"], sed["scc"] >= SCC_TARGET, f"scc {sed['scc']:.4f}"),
+        ),
+        _check(
+            f"SED scc >= {SCC_TARGET}",
+            sed["scc"],
+            sed["scc"] >= SCC_TARGET,
+            f"scc {sed['scc']:.4f}",
+        ),
         _relative_check("SED mmd <= thresholded DDPM mmd", "mmd", results),
         _relative_check(
             "SED discriminability AUROC <= thresholded DDPM's", "discriminability_auroc", results
@@ -493,10 +609,14 @@ def sparsity_notes(results: dict[str, dict[str, float]]) -> list[str]:
         diff = r["zero_fraction_synth"] - r["zero_fraction_real"]
         problems = []
         if abs(diff) > ZERO_FRACTION_TOLERANCE:
-            problems.append(f"zero fraction {r['zero_fraction_synth']:.4f} vs real {r['zero_fraction_real']:.4f}")
+            problems.append(
+                f"zero fraction {r['zero_fraction_synth']:.4f} vs real {r['zero_fraction_real']:.4f}"
+            )
         if r["n_spurious_features"] > 0:
             problems.append(f"{r['n_spurious_features']:.0f} spurious features")
-        verdict = "fails sparsity: " + "; ".join(problems) if problems else "meets the sparsity targets"
+        verdict = (
+            "fails sparsity: " + "; ".join(problems) if problems else "meets the sparsity targets"
+        )
         notes.append(f"note  {METHOD_NAMES[method]} {verdict}")
     return notes
 
@@ -530,7 +650,13 @@ def comparison_table(
             cells.append(_fmt(key, getattr(runs[m], attr)) + mark)
         rows.append([key, *cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(r.train_shared_with for r in runs.values()):
         lines.append("* the same DenseDDPM as the dense column (trained once)")
@@ -558,9 +684,13 @@ def figures(
     written = []
     for method, run in runs.items():
         axes = sc_sed.pl.dropout_pattern(
-            heldout, run.synth, layer=data.layer, kind="both",
-            labels=("held-out real", METHOD_NAMES[method]), show=False,
-        )  # fmt: skip
+            heldout,
+            run.synth,
+            layer=data.layer,
+            kind="both",
+            labels=("held-out real", METHOD_NAMES[method]),
+            show=False,
+        )
         fig = axes[0].figure
         fig.suptitle(f"{data.name}: {METHOD_NAMES[method]}")
         written.append(_save(fig, out / f"dropout_pattern_{method}.png", plt))
@@ -574,6 +704,35 @@ def _save(fig, path: Path, plt) -> str:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path.name
+
+
+def code_state() -> dict[str, Any]:
+    """sc_sed version, git commit and a digest of uncommitted changes to the package.
+
+    Other engineers may change the package between runs; the digest tells runs apart.
+    """
+    import hashlib
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*cmd: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *cmd], cwd=root, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    diff = (git("diff", "HEAD", "--", "sc_sed") or "") + (
+        git("status", "--porcelain", "--", "sc_sed") or ""
+    )
+    return {
+        "sc_sed_version": sc_sed.__version__,
+        "git_commit": (git("rev-parse", "HEAD") or "").strip() or None,
+        "package_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -611,8 +770,32 @@ def _evaluate_all(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     tables, seconds = {}, {}
     for method, run in runs.items():
-        tables[method], seconds[method] = timed(lambda r=run: evaluate_run(heldout, r.synth, train, data, seed))
+        tables[method], seconds[method] = timed(
+            lambda r=run: evaluate_run(heldout, r.synth, train, data, seed)
+        )
     return tables, seconds
+
+
+def evaluate_reconstruction(
+    heldout: AnnData, run: MethodRun | None, train: AnnData, data: Dataset, seed: int
+) -> dict[str, Any] | None:
+    """Metrics of SED's autoencoder alone: held-out rows encoded and decoded (no diffusion)."""
+    if run is None or run.reconstruction is None:
+        return None
+    table, seconds = timed(lambda: evaluate_run(heldout, run.reconstruction, train, data, seed))
+    return {
+        "overall": overall(table),
+        "reconstruct_seconds": run.reconstruct_seconds,
+        "evaluate_seconds": seconds,
+    }
+
+
+def reconstruction_line(recon: dict[str, Any]) -> str:
+    """One line: SED's autoencoder alone, to tell whether it or the latent diffusion limits SED."""
+    values = recon["overall"]
+    shown = ("zero_fraction_synth", "scc", "mmd", "discriminability_auroc", "label_accuracy")
+    cells = ", ".join(f"{k} {_fmt(k, values.get(k))}" for k in shown)
+    return f"diagnostic: SED autoencoder alone (held-out rows encoded + decoded, no diffusion): {cells}"
 
 
 def _method_json(run: MethodRun, table: pd.DataFrame, eval_s: float) -> dict[str, Any]:
@@ -652,26 +835,17 @@ def _banner(data: Dataset, budget: Budget, n_train: int, n_held: int, accelerato
     print(f"budget: {dataclasses.asdict(budget)}", flush=True)
     if data.name == "bladder":
         print(
-            "WARNING: 20,670 genes and ~1k non-zeros per row: the CPU budget allows only a few SED "
-            "autoencoder epochs, so these numbers understate what SED reaches with a GPU budget.",
+            f"WARNING: {data.adata.n_vars:,} genes and ~1k non-zeros per row: CPU budgets limit "
+            f"quality here (SED {budget.sed_epochs} autoencoder epochs, dense DDPM "
+            f"{budget.dense_epochs} epochs); all methods are under-trained, SED most of all. "
+            "Use a GPU (--device gpu) and more epochs for method-quality conclusions.",
             flush=True,
         )
     if not data.physics and data.name == "digits":
-        print("note: digits have no eta/phi pixel centres; use --showers for jet observables.", flush=True)
-
-
-def report(
-    results: dict[str, dict[str, float]], runs: dict[str, MethodRun], checks: Checks, data: Dataset,
-    budget: Budget, total_s: float,
-) -> None:  # fmt: skip
-    """Print the PASS/FAIL lines, the comparison table and the total time."""
-    print()
-    print_targets(checks.targets, checks.notes)
-    print()
-    print(comparison_table(results, runs, [*KEY_METRICS, *(PHYSICS_METRICS if data.physics else ())]))
-    over = total_s > 60 * budget.max_minutes
-    warning = f"  WARNING: over the {budget.max_minutes:g}-minute budget; lower the epochs" if over else ""
-    print(f"\ntotal {total_s / 60:.1f} min{warning}")
+        print(
+            "note: digits have no eta/phi pixel centres; use --showers for jet observables.",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -682,11 +856,43 @@ class Checks:
     notes: list[str]
 
 
+def report(
+    results: dict[str, dict[str, float]],
+    runs: dict[str, MethodRun],
+    checks: Checks,
+    data: Dataset,
+    budget: Budget,
+    total_s: float,
+    recon: dict[str, Any] | None,
+) -> None:
+    """Print the PASS/FAIL lines, the comparison table, the SED diagnostic and the total time."""
+    print()
+    print_targets(checks.targets, checks.notes)
+    print()
+    print(
+        comparison_table(results, runs, [*KEY_METRICS, *(PHYSICS_METRICS if data.physics else ())])
+    )
+    over = total_s > 60 * budget.max_minutes
+    warning = (
+        f"  WARNING: over the {budget.max_minutes:g}-minute budget; lower the epochs"
+        if over
+        else ""
+    )
+    if recon is not None:
+        print(reconstruction_line(recon))
+    print(f"\ntotal {total_s:.0f} s ({total_s / 60:.1f} min){warning}")
+
+
 def build_payload(
-    args: argparse.Namespace, data: Dataset, splits: tuple[AnnData, AnnData], budget: Budget,
-    runs: dict[str, MethodRun], evaluation: tuple[dict[str, pd.DataFrame], dict[str, float]],
-    checks: Checks, env: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+    args: argparse.Namespace,
+    data: Dataset,
+    splits: tuple[AnnData, AnnData],
+    budget: Budget,
+    runs: dict[str, MethodRun],
+    evaluation: tuple[dict[str, pd.DataFrame], dict[str, float]],
+    checks: Checks,
+    env: dict[str, Any],
+) -> dict[str, Any]:
     """Everything the run measured, for ``quality.json``."""
     tables, eval_s = evaluation
     return {
@@ -707,6 +913,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load, split, train, generate, evaluate, report; returns the JSON payload."""
     start = time.perf_counter()
     env = environment(resolve_device("cuda" if args.device == "gpu" else args.device))
+    env.update(code_state())
     data = load_dataset(args)
     budget = resolve_budget(args, budget_key(data))
     out = args.out or Path(__file__).resolve().parent / "results" / "quality" / data.name
@@ -714,22 +921,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train, heldout = split(data, args.heldout_fraction, args.seed)
     _banner(data, budget, train.n_obs, heldout.n_obs, args.device)
     ctx = RunContext(
-        train, data, budget, label_counts(heldout, data.labels_key), args.device, args.seed,
-        args.gen_batch_size, args.progress,
-    )  # fmt: skip
+        train,
+        data,
+        budget,
+        label_counts(heldout, data.labels_key),
+        args.device,
+        args.seed,
+        args.gen_batch_size,
+        args.progress,
+        None if args.no_sed_reconstruction else heldout,
+    )
     runs = run_methods(ctx, args.methods)
     print("evaluating ...", flush=True)
     tables, eval_s = _evaluate_all(heldout, runs, train, data, args.seed)
+    recon = evaluate_reconstruction(heldout, runs.get("sed"), train, data, args.seed)
     results = {m: overall(t) for m, t in tables.items()}
     checks = Checks(design_targets(results), sparsity_notes(results))
     table = pd.concat([t.assign(method=m) for m, t in tables.items()], ignore_index=True)
     table.to_csv(out / "metrics.csv", index=False)
     written = [] if args.no_figures else figures(heldout, runs, table, data, out)
-    payload = build_payload(args, data, (train, heldout), budget, runs, (tables, eval_s), checks, env)
+    payload = build_payload(
+        args, data, (train, heldout), budget, runs, (tables, eval_s), checks, env
+    )
+    if recon is not None:
+        payload["methods"]["sed"]["reconstruction"] = recon
     payload["figures"] = written
     payload["total_seconds"] = time.perf_counter() - start
     payload["environment"]["load_average_end"] = environment(torch.device("cpu"))["load_average"]
-    report(results, runs, checks, data, budget, payload["total_seconds"])
+    report(results, runs, checks, data, budget, payload["total_seconds"], recon)
     path = write_json(out / "quality.json", _jsonable(payload))
     print(f"wrote {path}, metrics.csv and {len(written)} figures", flush=True)
     return payload

@@ -11,10 +11,18 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
 METHODS = ["sed", "dense", "thresholded", "scvi"]
 EXPECTED = {
-    "zero_fraction_real", "zero_fraction_synth", "scc", "mmd", "energy_distance",
-    "discriminability_auroc", "label_accuracy", "detection_rate_pearson",
-    "nnz_per_row_wasserstein", "n_spurious_features", "memorisation_ratio",
-}  # fmt: skip
+    "zero_fraction_real",
+    "zero_fraction_synth",
+    "scc",
+    "mmd",
+    "energy_distance",
+    "discriminability_auroc",
+    "label_accuracy",
+    "detection_rate_pearson",
+    "nnz_per_row_wasserstein",
+    "n_spurious_features",
+    "memorisation_ratio",
+}
 
 
 def _load():
@@ -70,8 +78,18 @@ def test_quality_smoke_files(smoke):
 
 
 def test_quality_method_selection(tmp_path):
-    _load().main(["--smoke", "--device", "cpu", "--methods", "thresholded", "--no-figures",
-                  "--out", str(tmp_path)])  # fmt: skip
+    _load().main(
+        [
+            "--smoke",
+            "--device",
+            "cpu",
+            "--methods",
+            "thresholded",
+            "--no-figures",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     data = json.loads((tmp_path / "quality.json").read_text())
     assert list(data["methods"]) == ["thresholded"]
     assert data["methods"]["thresholded"]["train_shared_with"] is None
