@@ -51,7 +51,7 @@ class DemoConfig:
     n_hidden: int = 64
     n_layers: int = 1
     n_latent: int = 32
-    batch_size: int = 64
+    batch_size: int = 32
     n_steps: int = 50
     figures: bool = True
 

@@ -91,6 +91,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="Lightning accelerator: auto, cpu, gpu (default: auto).",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice). Use 1 when other jobs share the cores.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sc-sed`` console script."""
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     return args.func(args)
 
 

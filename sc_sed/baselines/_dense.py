@@ -160,7 +160,8 @@ class DenseDDPM(BaselineModel):
         defaults = {"gradient_clip_val": 1.0, "logger": False, "enable_checkpointing": False}
         trainer = pl.Trainer(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices,
-            enable_progress_bar=progress_bar, **{**defaults, **trainer_kwargs},
+            enable_progress_bar=progress_bar, enable_model_summary=progress_bar,
+            **{**defaults, **trainer_kwargs},
         )  # fmt: skip
         trainer.fit(plan, train_dataloaders=loader)
         self.module.eval()
@@ -217,7 +218,7 @@ class DenseDDPM(BaselineModel):
     ) -> float:
         """Threshold that gives generated rows the training data's fraction of zeros.
 
-        Generates ``n_cells`` raw rows (default: as many as training rows) with labels in
+        Generates ``n_cells`` raw rows (default: as many as training rows, at most 2,000) with labels in
         training proportions and the given sampler settings, and returns the smallest ``τ``
         such that the fraction of generated entries (all ``n_cells × D`` of them, exact zeros
         included) below ``τ`` is at least the fraction of zero entries in the training
@@ -233,7 +234,7 @@ class DenseDDPM(BaselineModel):
         if key not in self.thresholds_:
             quantile = ValueQuantile()
             for x, _ in self._batches(
-                n_cells or self._x_norm.shape[0], None, guidance_scale=guidance_scale, sampler=sampler,
+                n_cells or min(2000, self._x_norm.shape[0]), None, guidance_scale=guidance_scale, sampler=sampler,
                 n_steps=n_steps, seed=seed, batch_size=batch_size, progress_bar=False,
             ):  # fmt: skip
                 quantile.update(x)

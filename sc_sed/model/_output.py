@@ -13,13 +13,26 @@ from anndata import AnnData
 from ._conditions import ConditionSpec
 
 
+def _names(values) -> pd.Index:
+    """Labels as an index; string labels get object dtype.
+
+    pandas 3 infers its new string dtype for strings, which anndata 0.12 refuses to write
+    to .h5ad by default; object dtype writes everywhere. Other labels (e.g. integer
+    cluster ids) keep their type.
+    """
+    values = list(values)
+    if all(isinstance(v, str) for v in values):
+        return pd.Index(values, dtype=object)
+    return pd.Index(values)
+
+
 def condition_obs(
     specs: Sequence[ConditionSpec], codes: np.ndarray, index: pd.Index
 ) -> pd.DataFrame:
     """Categorical obs columns (training categories) for condition codes."""
-    obs = pd.DataFrame(index=index)
+    obs = pd.DataFrame(index=_names(index))
     for k, spec in enumerate(specs):
-        obs[spec.obs_key] = pd.Categorical.from_codes(codes[:, k], categories=list(spec.categories))
+        obs[spec.obs_key] = pd.Categorical.from_codes(codes[:, k], categories=_names(spec.categories))
     return obs
 
 
@@ -55,7 +68,7 @@ def synthetic_anndata(
     adata = AnnData(
         X=sp.csr_matrix(x, dtype=np.float32),
         obs=obs,
-        var=pd.DataFrame(index=pd.Index(var_names, dtype=str)),
+        var=pd.DataFrame(index=_names(var_names)),
     )
     if layer is not None:
         adata.layers[layer] = adata.X.copy()

@@ -278,7 +278,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     def _token_batches(self, adata: AnnData | None, indices, batch_size: int | None):
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(
-            adata=adata, indices=indices, batch_size=batch_size or 256, load_sparse_tensor=True
+            adata=adata, indices=indices, batch_size=batch_size or 64, load_sparse_tensor=True
         )
         device = self.module.device
         for batch in loader:

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import scvi
 import torch
 from scvi.model._utils import use_distributed_sampler
 from scvi.train import TrainRunner
@@ -39,9 +40,10 @@ class TrainingMixin:
         train_size: float = 0.9,
         validation_size: float | None = None,
         shuffle_set_split: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 32,
         diffusion_batch_size: int = 256,
         early_stopping: bool = False,
+        seed: int | None = None,
         plan_kwargs: dict | None = None,
         diffusion_plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
@@ -68,6 +70,10 @@ class TrainingMixin:
         early_stopping
             Stop each stage when its validation loss stops improving (needs a validation
             split; see ``early_stopping_patience`` etc. in ``trainer_kwargs``).
+        seed
+            Seed for the data split, minibatch order and training noise (sets
+            ``scvi.settings.seed``, which seeds Python, NumPy and torch); None keeps the
+            current global state.
         plan_kwargs
             Keyword arguments of :class:`~sc_sed.train.AutoencoderTrainingPlan`.
         diffusion_plan_kwargs
@@ -78,6 +84,8 @@ class TrainingMixin:
             Passed to :class:`scvi.train.Trainer`/Lightning (e.g. ``strategy="ddp"``,
             ``precision="bf16-mixed"``, ``enable_progress_bar=False``).
         """
+        if seed is not None:
+            scvi.settings.seed = seed
         common = {"accelerator": accelerator, "devices": devices, "early_stopping": early_stopping}
         self.train_autoencoder(
             max_epochs,
@@ -95,6 +103,7 @@ class TrainingMixin:
             batch_size=diffusion_batch_size,
             plan_kwargs=diffusion_plan_kwargs,
             validation_size=0.1 if early_stopping else 0.0,
+            seed=0 if seed is None else seed,
             **common,
             **trainer_kwargs,
         )
@@ -128,7 +137,7 @@ class TrainingMixin:
         train_size: float = 0.9,
         validation_size: float | None = None,
         shuffle_set_split: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 32,
         early_stopping: bool = False,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,

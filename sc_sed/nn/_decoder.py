@@ -312,7 +312,17 @@ class _DecodeState:
         self.memory_kv = [
             (k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.memory_kv
         ]
-        for name in ("rows", "done", "last", "token_i", "token_v", "prefix_i", "prefix_v", "z", "z_in"):
+        for name in (
+            "rows",
+            "done",
+            "last",
+            "token_i",
+            "token_v",
+            "prefix_i",
+            "prefix_v",
+            "z",
+            "z_in",
+        ):
             setattr(self, name, getattr(self, name).index_select(0, idx))
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

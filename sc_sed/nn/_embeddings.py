@@ -34,8 +34,10 @@ def sinusoidal(x: torch.Tensor, dim: int, base: float = 10_000.0) -> torch.Tenso
 
 
 class IndexEmbedding(nn.Module):
-    """Feature-index embedding: a fixed sinusoidal code of the feature id, then a linear map,
-    plus (optionally) a learned per-feature vector.
+    """Feature-index embedding: sinusoidal code, linear map, optional learned vector.
+
+    The fixed sinusoidal code of the feature id goes through a linear map; optionally a
+    learned per-feature vector is added.
 
     The sinusoidal code alone is smooth in the feature id, so after mean-pooling a set of
     them a small network can hardly tell which *specific* features (marker genes) were

@@ -63,6 +63,7 @@ def hazard_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     ``(..., n + 1)``: ``log P(first success at j)`` (``-inf`` where invalid) and, last,
     ``log P(no success)``.
     """
+    logits = logits.float()  # cumulative sums of log-probabilities need float32 (mixed precision)
     log_fail = torch.where(valid, F.logsigmoid(-logits), 0.0)
     log_succ = torch.where(valid, F.logsigmoid(logits), NEG_INF)
     cum = torch.cumsum(log_fail, dim=-1)
@@ -207,7 +208,9 @@ class FactorisedIndexHead(nn.Module):
         if n_context:
             self.context_block = nn.Linear(n_context, self.n_blocks, bias=False)
             self.context_rank = nn.Linear(n_context, context_rank, bias=False)
-            self.context_offset = nn.Parameter(torch.zeros(self.n_blocks, self.block_size, context_rank))
+            self.context_offset = nn.Parameter(
+                torch.zeros(self.n_blocks, self.block_size, context_rank)
+            )
 
     def _table(self, allowed: torch.Tensor | None, device) -> torch.Tensor:
         """``(n_blocks, block_size)`` bool table of allowed ids (padding ids are False)."""

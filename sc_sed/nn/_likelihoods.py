@@ -97,8 +97,8 @@ class ValueHead(nn.Module):
         return self.likelihood in ("ztnb", "ztpoisson")
 
     def forward(self, h: torch.Tensor, index_embedding: torch.Tensor) -> torch.Tensor:
-        """``(..., n_params)`` raw distribution parameters."""
-        return self.mlp(torch.cat([h, index_embedding], dim=-1))
+        """``(..., n_params)`` raw distribution parameters (float32, also under autocast)."""
+        return self.mlp(torch.cat([h, index_embedding], dim=-1)).float()
 
     def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of the (non-zero) values ``x``; same shape as ``x``.

@@ -8,7 +8,10 @@ D = 23
 
 def _heads():
     torch.manual_seed(0)
-    heads = [FlatIndexHead(16, D, n_context=3), FactorisedIndexHead(16, D, block_size=5, n_context=3)]
+    heads = [
+        FlatIndexHead(16, D, n_context=3),
+        FactorisedIndexHead(16, D, block_size=5, n_context=3),
+    ]
     if heads[1].context_offset is not None:
         torch.nn.init.normal_(heads[1].context_offset)  # zero-initialised; make it matter
     return heads
