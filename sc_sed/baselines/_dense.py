@@ -157,10 +157,15 @@ class DenseDDPM(BaselineModel):
         )
         loader = standardised_loader(data, batch_size=int(batch_size), seed=seed)
         plan = DiffusionTrainingPlan(self.module, lr=lr, ema_decay=ema_decay)
-        defaults = {"gradient_clip_val": 1.0, "logger": False, "enable_checkpointing": False}
+        defaults = {
+            "gradient_clip_val": 1.0,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_model_summary": progress_bar,
+        }
         trainer = pl.Trainer(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices,
-            enable_progress_bar=progress_bar, enable_model_summary=progress_bar,
+            enable_progress_bar=progress_bar,
             **{**defaults, **trainer_kwargs},
         )  # fmt: skip
         trainer.fit(plan, train_dataloaders=loader)
