@@ -26,13 +26,34 @@ def _names(values) -> pd.Index:
     return pd.Index(values)
 
 
+def writable_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Copy ``frame`` giving its string index, columns and categories object dtype.
+
+    A training ``var`` read or built under pandas 3 holds its string dtype; copied as it
+    is into generated data it would make ``write_h5ad`` fail (see :func:`_names`).
+    """
+    out = frame.copy()
+    out.index = _names(out.index)
+    for col in out.columns:
+        dtype = out[col].dtype
+        if isinstance(dtype, pd.CategoricalDtype) and isinstance(
+            dtype.categories.dtype, pd.StringDtype
+        ):
+            out[col] = out[col].cat.set_categories(_names(dtype.categories))
+        elif isinstance(dtype, pd.StringDtype):
+            out[col] = out[col].astype(object)
+    return out
+
+
 def condition_obs(
     specs: Sequence[ConditionSpec], codes: np.ndarray, index: pd.Index
 ) -> pd.DataFrame:
     """Categorical obs columns (training categories) for condition codes."""
     obs = pd.DataFrame(index=_names(index))
     for k, spec in enumerate(specs):
-        obs[spec.obs_key] = pd.Categorical.from_codes(codes[:, k], categories=_names(spec.categories))
+        obs[spec.obs_key] = pd.Categorical.from_codes(
+            codes[:, k], categories=_names(spec.categories)
+        )
     return obs
 
 

@@ -287,20 +287,22 @@ class _DecodeState:
 
     def advance(self, nxt: torch.Tensor, val: torch.Tensor, step: int) -> bool:
         """Record one step; return False when every row has finished."""
+        # Masked writes instead of boolean indexing: no host-device sync per step, and
+        # finished rows keep their padding.
         emit = ~self.done & (nxt < self.d)
         self.done |= nxt >= self.d
-        rows = self.rows[emit]
-        self.out_i[rows, step] = nxt[emit]
-        self.out_v[rows, step] = val[emit].to(self.out_v.dtype)
-        self.n_nonzero[rows] += 1
-        if bool(self.done.all()):
+        self.out_i[self.rows, step] = torch.where(emit, nxt, self.d + 2)
+        self.out_v[self.rows, step] = torch.where(emit, val.to(self.out_v.dtype), 0.0)
+        self.n_nonzero[self.rows] += emit.long()
+        n_done = int(self.done.sum())  # the one sync of a step: stop and compaction
+        if n_done == self.done.numel():
             return False
         self.last = torch.where(emit, nxt, self.last)
         self.token_i, self.token_v = nxt.clamp_max(self.d - 1), val
         if self.keep_prefix:  # only the uncached path re-reads the whole prefix
             self.prefix_i = torch.cat([self.prefix_i, self.token_i[:, None]], dim=1)
             self.prefix_v = torch.cat([self.prefix_v, self.token_v[:, None]], dim=1)
-        if 4 * int(self.done.sum()) >= self.done.numel():
+        if 4 * n_done >= self.done.numel():
             self._compact(~self.done)
         return True
 
