@@ -1,14 +1,19 @@
 """Training: Lightning plans for both stages and sparse batch handling."""
 
+from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
 from ._latent_data import LatentDataModule
 from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
 from ._sparse_batch import SparseDataSplitter, tokenize_batch
 
 __all__ = [
+    "AUTO_BUCKET_PADDING",
     "AutoencoderTrainingPlan",
     "DiffusionTrainingPlan",
     "LatentDataModule",
+    "LengthBucketBatchSampler",
     "SparseDataSplitter",
     "lr_factor",
+    "padding_factor",
+    "row_lengths",
     "tokenize_batch",
 ]

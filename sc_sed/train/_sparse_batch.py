@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from scvi import REGISTRY_KEYS
+from scvi import REGISTRY_KEYS, settings
 from scvi.dataloaders import DataSplitter
 
 from sc_sed.data import tokens_from_tensor
 from sc_sed.data._tokens import LongRows
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY
+
+from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
+
+
+def _only_item(items: list[Any]) -> Any:
+    """Collate a batch of one (the minibatch a batch sampler item fetched)."""
+    return items[0]
 
 
 def tokenize_batch(
@@ -65,6 +73,15 @@ class SparseDataSplitter(DataSplitter):
         Longest allowed row.
     on_long_rows
         ``"error"`` or ``"truncate"``.
+    bucket_by_length
+        Group training rows of similar length into minibatches
+        (:class:`~sc_sed.train.LengthBucketBatchSampler`), so little compute goes to
+        padding. ``None`` (default) decides from the data: bucketing when random
+        minibatches would pad to at least ``AUTO_BUCKET_PADDING`` (1.5) times the real
+        tokens (:func:`~sc_sed.train.padding_factor`), e.g. rows of 300 to 3,700 non-zeros.
+        Ignored with a distributed sampler (DDP), which batches at random.
+    bucket_pool_batches
+        Batches per sorted pool of the bucketing sampler.
     **kwargs
         Passed to :class:`~scvi.dataloaders.DataSplitter` (``train_size``,
         ``validation_size``, ``batch_size``, ``distributed_sampler``, ...).
@@ -77,6 +94,8 @@ class SparseDataSplitter(DataSplitter):
         x_keys: Sequence[str] = (REGISTRY_KEYS.X_KEY,),
         max_nonzero: int | None = None,
         on_long_rows: LongRows = "error",
+        bucket_by_length: bool | None = None,
+        bucket_pool_batches: int = 16,
         **kwargs,
     ):
         kwargs["load_sparse_tensor"] = True
@@ -84,6 +103,42 @@ class SparseDataSplitter(DataSplitter):
         self.x_keys = tuple(x_keys)
         self.max_nonzero = max_nonzero
         self.on_long_rows = on_long_rows
+        self.bucket_by_length = bucket_by_length
+        self.bucket_pool_batches = bucket_pool_batches
+
+    def train_dataloader(self):
+        """Training loader; minibatches of similar-length rows unless disabled or DDP."""
+        kwargs = dict(self.data_loader_kwargs)
+        if self.bucket_by_length is False or kwargs.get("distributed_sampler", False):
+            return super().train_dataloader()
+        blocks = [self.adata_manager.get_from_registry(k) for k in self.x_keys]
+        lengths = row_lengths(blocks)[np.asarray(self.train_idx)]
+        batch_size = kwargs.pop("batch_size", None) or settings.batch_size
+        if (
+            self.bucket_by_length is None
+            and padding_factor(lengths, batch_size) < AUTO_BUCKET_PADDING
+        ):
+            return super().train_dataloader()
+        sampler = LengthBucketBatchSampler(
+            lengths,
+            batch_size,
+            pool_batches=self.bucket_pool_batches,
+            drop_last=bool(self.drop_last),
+        )
+        kwargs.pop("distributed_sampler", None)
+        return self.data_loader_cls(
+            self.adata_manager,
+            indices=self.train_idx,
+            sampler=sampler,
+            # Each sampler item is a whole minibatch: the loader fetches it with one
+            # dataset call (a list of rows) and unwraps torch's batch of one.
+            batch_size=1,
+            collate_fn=_only_item,
+            shuffle=False,
+            load_sparse_tensor=self.load_sparse_tensor,
+            pin_memory=self.pin_memory,
+            **kwargs,
+        )
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Tokenise the (sparse) ``X`` of a batch on its device."""

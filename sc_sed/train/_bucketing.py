@@ -1,0 +1,138 @@
+"""Length bucketing: minibatches of rows with similar numbers of non-zeros.
+
+A minibatch of token sequences is padded to its longest row, so random batches of rows with
+long-tailed lengths spend much of their compute on padding (attention is quadratic in the
+padded length). The sampler below shuffles the rows, cuts the permutation into pools of a
+few batches, sorts each pool by row length, cuts it into batches and shuffles the batch
+order: batches stay random from epoch to epoch while padding almost disappears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.utils.data import Sampler
+
+
+def row_lengths(blocks: Sequence) -> np.ndarray:
+    """Non-zeros per row, summed over data blocks (one per modality).
+
+    Parameters
+    ----------
+    blocks
+        Matrices with the same rows: scipy sparse, dense arrays, or anything
+        ``numpy.asarray`` accepts.
+
+    Returns
+    -------
+    ``(n_rows,)`` int64 counts.
+    """
+    total = None
+    for block in blocks:
+        if sp.issparse(block):
+            n = np.diff(sp.csr_matrix(block).indptr)
+        else:
+            n = np.count_nonzero(np.asarray(block), axis=1)
+        total = n.astype(np.int64) if total is None else total + n
+    if total is None:
+        msg = "row_lengths needs at least one data block."
+        raise ValueError(msg)
+    return total
+
+
+#: Random minibatches that would pad at least this much (padded / real tokens) get bucketed
+#: when bucketing is left on "auto". Below it the gain did not pay for the less random
+#: batch composition: PBMC 68k pads 1.35x; bucketing made its epochs 1.2-1.5x faster but
+#: reached no lower validation loss in the same time.
+AUTO_BUCKET_PADDING = 1.5
+
+
+def padding_factor(lengths: np.ndarray, batch_size: int, *, n_epochs: int = 8) -> float:
+    """Estimate padded over real tokens for random minibatches of rows with these lengths.
+
+    Parameters
+    ----------
+    lengths
+        Non-zeros per row.
+    batch_size
+        Rows per minibatch.
+    n_epochs
+        Seeded random epochs averaged.
+
+    Returns
+    -------
+    The factor, with START/END framing counted (1 when no row is padded, and for no rows).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64) + 2  # START and END framing
+    if len(lengths) == 0:
+        return 1.0
+    rng = np.random.default_rng(0)
+    n_pad = 0
+    for _ in range(n_epochs):
+        perm = lengths[rng.permutation(len(lengths))]
+        for start in range(0, len(perm), batch_size):
+            batch = perm[start : start + batch_size]
+            n_pad += len(batch) * int(batch.max())
+    return n_pad / (n_epochs * float(lengths.sum()))
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Shuffled minibatches of rows with similar lengths.
+
+    Every epoch: a random permutation of the rows, cut into pools of
+    ``pool_batches * batch_size`` rows; each pool is sorted by row length and cut into
+    batches; the batches of all pools are yielded in random order. Every row appears once
+    per epoch. Randomness comes from torch's global generator, as with
+    :class:`~torch.utils.data.RandomSampler`, so a seeded run is reproducible.
+
+    Parameters
+    ----------
+    lengths
+        Row lengths (non-zeros per row) of the dataset, in dataset order.
+    batch_size
+        Rows per batch.
+    pool_batches
+        Batches per sorted pool: larger pools pad less, smaller pools vary the batch
+        composition more between epochs.
+    drop_last
+        Drop the one batch smaller than ``batch_size`` (from the last pool).
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        *,
+        pool_batches: int = 16,
+        drop_last: bool = False,
+    ):
+        if batch_size < 1 or pool_batches < 1:
+            msg = f"batch_size ({batch_size}) and pool_batches ({pool_batches}) must be >= 1."
+            raise ValueError(msg)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.pool_batches = int(pool_batches)
+        self.drop_last = bool(drop_last)
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        generator = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(self.lengths), generator=generator).numpy()
+        pool = self.batch_size * self.pool_batches
+        batches = []
+        for start in range(0, len(perm), pool):
+            chunk = perm[start : start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            for b in range(0, len(chunk), self.batch_size):
+                batch = chunk[b : b + self.batch_size]
+                if len(batch) == self.batch_size or not self.drop_last:
+                    batches.append(batch.tolist())
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[i]
