@@ -71,8 +71,8 @@ BLADDER_FILE = SHARED_DATA / "mouse_bladder_cell_select_2100.h5"
 class Budget:
     """Model sizes, epochs and sampling steps of one run (CLI flags override a preset)."""
 
-    sed_epochs: int = 50
-    sed_diffusion_epochs: int = 60
+    sed_epochs: int = 60
+    sed_diffusion_epochs: int = 190
     sed_batch_size: int = 32
     sed_n_hidden: int = 64
     sed_n_layers: int = 1
@@ -135,7 +135,7 @@ def resolve_budget(args: argparse.Namespace, dataset: str) -> Budget:
 EPILOG = """\
 Time budget (measured on 2 CPU cores shared with other jobs, 1 torch thread; the machine's
 load changes the times by up to 2x; lower the epochs to go faster):
-  PBMC 68k (700 x 765, defaults): 7-13 minutes in all. SED's autoencoder dominates
+  PBMC 68k (700 x 765, defaults): ~13 minutes in all. SED's autoencoder dominates
     (~6-11 s/epoch at width 64, 1 layer, batch 32), its latent diffusion ~2.5 s/epoch,
     the dense DDPM ~0.2 s/epoch, scVI ~0.06 s/epoch, evaluation ~10 s per method.
   Mouse bladder (2,100 x 20,670, 290-3,700 non-zeros/row): SED's autoencoder ~5 min/epoch
