@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "showers": {"sed_epochs": 60, "sed_diffusion_epochs": 40, "dense_epochs": 200},
     "bladder": {
-        "sed_epochs": 2,
+        "sed_epochs": 5,
         "sed_diffusion_epochs": 30,
         "sed_batch_size": 16,
         "dense_epochs": 15,
@@ -138,10 +138,10 @@ load changes the times by up to 2x; lower the epochs to go faster):
   PBMC 68k (700 x 765, defaults): ~13 minutes in all. SED's autoencoder dominates
     (~6-11 s/epoch at width 64, 1 layer, batch 32), its latent diffusion ~2.5 s/epoch,
     the dense DDPM ~0.2 s/epoch, scVI ~0.06 s/epoch, evaluation ~10 s per method.
-  Mouse bladder (2,100 x 20,670, 290-3,700 non-zeros/row): SED's autoencoder ~5 min/epoch
-    at batch 16 (attention over the longest row of each batch), encoding the latents
+  Mouse bladder (2,100 x 20,670, 290-3,700 non-zeros/row): SED's autoencoder ~2 min/epoch
+    at batch 16 (length-bucketed batches; ~5 min/epoch without), encoding the latents
     ~1.5 min, the dense DDPM ~7 s/epoch plus ~70 s to calibrate its threshold, scVI
-    ~3 s/epoch: the preset (2 SED epochs) took 18.5 minutes. CPU budgets limit quality there.
+    ~3 s/epoch: the preset (5 SED epochs) took 18.6 minutes. CPU budgets limit quality there.
   --smoke: tiny synthetic counts and models, about 10 seconds.
 Data: PBMC 68k counts by default; --bladder [PATH]; --h5ad PATH with --layer/--labels-key
 (a .h5 file is read like --bladder: h5py X counts, Y labels); --digits; --showers
