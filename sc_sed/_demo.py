@@ -26,6 +26,11 @@ SUMMARY_METRICS = (
 
 
 CPU_AE_EPOCHS = 60  # a few minutes on 2 CPU cores; on a GPU the model's default applies
+#: Autoencoder minibatch on a CPU. A CPU step costs about in proportion to its rows, so
+#: smaller batches give more optimiser steps in the same time: at 8 rows the PBMC
+#: autoencoder reached a validation loss of 2.68 in 100 s where 32 rows reached 2.82-2.85.
+#: A GPU step costs about the same for 8 or 32 rows, so there the model's default stays.
+CPU_BATCH_SIZE = 8
 
 
 def _on_cpu(accelerator: str) -> bool:
@@ -39,7 +44,8 @@ class DemoConfig:
     """Settings of :func:`run_demo` (CPU-friendly defaults).
 
     ``max_epochs=None`` trains the autoencoder for ``CPU_AE_EPOCHS`` epochs on a CPU and
-    for the model's data-size default (more) on a GPU.
+    for the model's data-size default (more) on a GPU; ``batch_size=None`` uses
+    ``CPU_BATCH_SIZE`` rows on a CPU and the model's default (32) on a GPU.
     """
 
     out: Path = Path("sc_sed_demo")
@@ -51,7 +57,7 @@ class DemoConfig:
     n_hidden: int = 64
     n_layers: int = 1
     n_latent: int = 32
-    batch_size: int = 32
+    batch_size: int | None = None
     n_steps: int = 50
     figures: bool = True
 
@@ -132,9 +138,11 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
         n_latent=cfg.n_latent,
     )
     start = time.time()
-    max_epochs = cfg.max_epochs or (CPU_AE_EPOCHS if _on_cpu(cfg.accelerator) else None)
+    on_cpu = _on_cpu(cfg.accelerator)
+    max_epochs = cfg.max_epochs or (CPU_AE_EPOCHS if on_cpu else None)
+    batch_size = cfg.batch_size or (CPU_BATCH_SIZE if on_cpu else 32)
     model.train(
-        max_epochs, cfg.diffusion_max_epochs, accelerator=cfg.accelerator, batch_size=cfg.batch_size
+        max_epochs, cfg.diffusion_max_epochs, accelerator=cfg.accelerator, batch_size=batch_size
     )
     train_s = time.time() - start
     labels = heldout.obs["bulk_labels"].value_counts()

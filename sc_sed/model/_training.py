@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -122,7 +123,10 @@ class TrainingMixin:
             accelerator=accelerator, devices=devices, **trainer_kwargs,
         )  # fmt: skip
         try:
-            runner()
+            with warnings.catch_warnings():
+                # the diffusion stage keeps the frozen autoencoder in eval mode on purpose
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+                runner()
         finally:
             self.history_ = {**previous, **(self.history_ or {})}
             self.is_trained_ = was_trained
