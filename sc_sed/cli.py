@@ -109,13 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="Train on embedded PBMC counts, generate, evaluate, plot.")
     demo.add_argument("--out", default="sc_sed_demo", help="Output folder (default: sc_sed_demo).")
     demo.add_argument(
-        "--epochs", type=int, default=None, help="Autoencoder epochs (default: from data size)."
+        "--epochs",
+        type=int,
+        default=None,
+        help="Autoencoder epochs (default: 60 on a CPU, from the data size on a GPU).",
     )
     demo.add_argument(
         "--diffusion-epochs",
         type=int,
         default=None,
-        help="Diffusion epochs (default: from data size).",
+        help="Diffusion epochs (default: 100 on a CPU, from the data size on a GPU).",
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
