@@ -127,8 +127,11 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
     -------
     The metrics table of :func:`sc_sed.tl.evaluate`.
     """
+    import scvi
+
     import sc_sed
 
+    scvi.settings.seed = cfg.seed  # the model's initial weights too, not only training
     cfg.out.mkdir(parents=True, exist_ok=True)
     adata = sc_sed.datasets.pbmc68k_counts()
     train_idx, held_idx = stratified_split(adata.obs["bulk_labels"], cfg.heldout_fraction, cfg.seed)
@@ -146,7 +149,13 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
     max_epochs = cfg.max_epochs or (CPU_AE_EPOCHS if on_cpu else None)
     batch_size = cfg.batch_size or (CPU_BATCH_SIZE if on_cpu else 32)
     diffusion_epochs = cfg.diffusion_max_epochs or (CPU_DIFFUSION_EPOCHS if on_cpu else None)
-    model.train(max_epochs, diffusion_epochs, accelerator=cfg.accelerator, batch_size=batch_size)
+    model.train(
+        max_epochs,
+        diffusion_epochs,
+        accelerator=cfg.accelerator,
+        batch_size=batch_size,
+        seed=cfg.seed,
+    )
     train_s = time.time() - start
     labels = heldout.obs["bulk_labels"].value_counts()
     start = time.time()
