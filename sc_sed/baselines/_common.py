@@ -161,4 +161,5 @@ class BaselineModel:
             "method": self.method,
             **provenance,
         }
-        return synthetic_anndata(x, self.var_names_, obs, layer=self.layer, uns=uns)
+        var = pd.DataFrame(index=self.var_names_)
+        return synthetic_anndata(x, var, obs, layer=self.layer, uns=uns)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ._conditions import draw_conditions
 from ._mudata import to_mudata
-from ._output import condition_obs, synthetic_anndata, writable_frame
+from ._output import condition_obs, synthetic_anndata
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -149,9 +149,7 @@ class GenerationMixin:
 
     def _wrap(self, x: sp.csr_matrix, obs: pd.DataFrame, uns: dict) -> AnnData | MuData:
         """Wrap generated rows as AnnData (MuData for a MuData model) with training annotations."""
-        var = self.training_var_
-        out = synthetic_anndata(x, var.index, obs, layer=self._layer, uns=uns)
-        out.var = writable_frame(var)
+        out = synthetic_anndata(x, self.training_var_, obs, layer=self._layer, uns=uns)
         for key, value in self.training_uns_.items():
             out.uns[key] = value
         return to_mudata(out) if self.registry_["setup_args"].get("modalities") else out

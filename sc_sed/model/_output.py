@@ -59,7 +59,7 @@ def condition_obs(
 
 def synthetic_anndata(
     x: sp.csr_matrix,
-    var_names: Sequence[str],
+    var: pd.DataFrame,
     obs: pd.DataFrame,
     *,
     layer: str | None,
@@ -71,8 +71,9 @@ def synthetic_anndata(
     ----------
     x
         ``(n, n_features)`` generated values.
-    var_names
-        Training feature names.
+    var
+        Training feature annotations (index: feature names); copied with object-dtype
+        strings (:func:`writable_frame`), so the result always writes to .h5ad.
     obs
         Per-row annotations (conditions); ``synthetic = True`` is added.
     layer
@@ -89,7 +90,7 @@ def synthetic_anndata(
     adata = AnnData(
         X=sp.csr_matrix(x, dtype=np.float32),
         obs=obs,
-        var=pd.DataFrame(index=_names(var_names)),
+        var=writable_frame(var),
     )
     if layer is not None:
         adata.layers[layer] = adata.X.copy()

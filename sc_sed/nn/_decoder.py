@@ -97,8 +97,15 @@ class ARDecoder(nn.Module):
         self.value_head = ValueHead(n_hidden, value_likelihood)
 
     # -- embedding ---------------------------------------------------------------------
-    def embed(self, index: torch.Tensor, value: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """Embed input tokens; ids ``>= n_features`` other than pairs count as START."""
+    def embed(
+        self, index: torch.Tensor, value: torch.Tensor, step: torch.Tensor, z_in: torch.Tensor
+    ) -> torch.Tensor:
+        """Embed input tokens; ids ``>= n_features`` other than pairs count as START.
+
+        ``index``, ``value`` and ``step`` are ``(batch,)`` or ``(batch, length)``;
+        ``z_in`` ``(batch, n_hidden)`` is the latent's input term (:attr:`latent_input`),
+        added to every token.
+        """
         is_pair = index < self.n_features
         safe = torch.where(is_pair, index, torch.zeros_like(index))
         pair = self.index_embedding(safe) + self.value_embedding(value)
@@ -106,7 +113,8 @@ class ARDecoder(nn.Module):
         if self.training and self.token_dropout > 0:
             drop = is_pair & (torch.rand(is_pair.shape, device=x.device) < self.token_dropout)
             x = torch.where(drop.unsqueeze(-1), self.mask_token.expand_as(x), x)
-        return x + sinusoidal(step, self.n_hidden)
+        z_in = z_in.reshape(z_in.shape[0], *([1] * (index.dim() - 1)), z_in.shape[-1])
+        return x + sinusoidal(step, self.n_hidden) + z_in
 
     def make_memory(self, z: torch.Tensor) -> torch.Tensor:
         """``(batch, n_memory, n_hidden)`` memory tokens from ``z``."""
@@ -127,7 +135,7 @@ class ARDecoder(nn.Module):
         ``(batch, length, n_hidden)``; position ``t`` depends only on inputs ``<= t``.
         """
         steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
-        x = self.embed(index, value, steps) + self.latent_input(z).unsqueeze(1)
+        x = self.embed(index, value, steps, self.latent_input(z))
         memory = self.make_memory(z)
         for block in self.blocks:
             x = block(x, causal=True, memory=memory)
@@ -182,16 +190,14 @@ class ARDecoder(nn.Module):
     # -- generation --------------------------------------------------------------------
     def _step_cached(self, index, value, step, caches, memory_kv, z_in):
         steps = torch.full_like(index, step)
-        x = (self.embed(index, value, steps) + z_in).unsqueeze(1)
+        x = self.embed(index, value, steps, z_in).unsqueeze(1)
         for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
             x = block(x, memory_kv=kv, cache=cache)
         return self.norm(x)[:, 0]
 
     def _step_full(self, prefix_index, prefix_value, memory_kv, z_in):
         steps = torch.arange(prefix_index.shape[1], device=prefix_index.device)
-        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index)) + z_in.unsqueeze(
-            1
-        )
+        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index), z_in)
         for block, kv in zip(self.blocks, memory_kv, strict=True):
             x = block(x, causal=True, memory_kv=kv)
         return self.norm(x)[:, -1]

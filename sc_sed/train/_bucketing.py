@@ -70,12 +70,13 @@ def padding_factor(lengths: np.ndarray, batch_size: int, *, n_epochs: int = 8) -
     if len(lengths) == 0:
         return 1.0
     rng = np.random.default_rng(0)
+    n_full = len(lengths) // batch_size * batch_size
     n_pad = 0
     for _ in range(n_epochs):
         perm = lengths[rng.permutation(len(lengths))]
-        for start in range(0, len(perm), batch_size):
-            batch = perm[start : start + batch_size]
-            n_pad += len(batch) * int(batch.max())
+        n_pad += batch_size * int(perm[:n_full].reshape(-1, batch_size).max(axis=1).sum())
+        if n_full < len(perm):  # the last, smaller batch
+            n_pad += (len(perm) - n_full) * int(perm[n_full:].max())
     return n_pad / (n_epochs * float(lengths.sum()))
 
 
