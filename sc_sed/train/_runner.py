@@ -1,0 +1,92 @@
+"""TrainRunner for one training stage of a multi-stage model."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+from lightning.pytorch.strategies import DDPStrategy, Strategy
+from scvi.train import TrainRunner
+
+
+def uses_distributed_sampler(strategy: str | Strategy | None) -> bool:
+    """Return whether a Lightning ``strategy`` needs a distributed sampler (any DDP flavour)."""
+    if isinstance(strategy, str):
+        return "ddp" in strategy
+    return isinstance(strategy, DDPStrategy)
+
+
+def _logged_history(trainer) -> dict[str, pd.DataFrame]:
+    """Per-epoch metrics the trainer's scvi-tools logger recorded (in memory or, after DDP, on disk)."""
+    logger = trainer.logger
+    history = getattr(logger, "history", None)
+    if history:
+        return {k: v.copy() for k, v in history.items()}
+    path = getattr(logger, "history_path", None)
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:  # written by scvi-tools' own logger on rank 0
+            return pickle.load(f)
+    return {}
+
+
+class StageTrainRunner(TrainRunner):
+    """:class:`scvi.train.TrainRunner` for one stage of a model trained in stages.
+
+    It differs from scvi-tools' runner in three ways, so that no model state needs to be
+    patched around a call:
+
+    * **history**: every metric this stage logged is added to ``model.history_``;
+      metrics that an earlier run logged already are continued (scvi-tools' runner keeps
+      only the keys of the first run, so a second stage's keys would be dropped);
+    * **split**: the model's ``train_indices``/``validation_indices``/``test_indices``
+      are recorded only when ``records_split`` is True (the data module splits the
+      model's rows); a stage that trains on derived data leaves them alone;
+    * **trained flag**: ``model.is_trained_`` is set only when an optimiser step ran
+      (``max_epochs=0`` trains nothing); :attr:`stepped` tells the caller.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`scvi.train.TrainRunner`.
+    """
+
+    records_split: bool = True
+
+    @property
+    def stepped(self) -> bool:
+        """Whether the last run made at least one optimiser step."""
+        return self.trainer.global_step > 0
+
+    def _run_training_core(self) -> None:
+        try:
+            self.trainer.fit(self.training_plan, self.data_splitter, ckpt_path=self.ckpt_path)
+        finally:
+            self._update_history()
+        if self.records_split:
+            self.model.train_indices = getattr(self.data_splitter, "train_idx", None)
+            self.model.validation_indices = getattr(self.data_splitter, "val_idx", None)
+            self.model.test_indices = getattr(self.data_splitter, "test_idx", None)
+        self.model.module.eval()
+        self.model.is_trained_ = bool(self.model.is_trained_) or self.stepped
+        self.model.to_device(self.device)
+        self.model.trainer = self.trainer
+
+    def _update_history(self) -> None:
+        history = self.model.history_ if isinstance(self.model.history_, dict) else {}
+        if self.trainer.is_global_zero:
+            for key, new in _logged_history(self.trainer).items():
+                old = history.get(key)
+                if old is not None and len(old):
+                    new.index = np.arange(len(old), len(old) + len(new))
+                    new.index.name = old.index.name
+                    new = pd.concat([old, new])
+                history[key] = new
+        self.model.history_ = history
+
+
+class LatentStageTrainRunner(StageTrainRunner):
+    """:class:`StageTrainRunner` for a stage trained on derived data (latents), not on rows."""
+
+    records_split = False
