@@ -49,7 +49,8 @@ def _seeded(seed: int | None) -> Iterator[None]:
         yield
         return
     previous = scvi.settings.seed
-    py_state, np_state = random.getstate(), np.random.get_state()
+    # the legacy global NumPy state is what seed_everything seeds, so it is what we restore
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         try:
@@ -58,7 +59,7 @@ def _seeded(seed: int | None) -> Iterator[None]:
         finally:
             scvi.settings.seed = previous  # None does not reseed; an int reseeds, undone below
             random.setstate(py_state)
-            np.random.set_state(np_state)
+            np.random.set_state(np_state)  # noqa: NPY002
 
 
 class TrainingMixin:

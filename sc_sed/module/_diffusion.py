@@ -227,6 +227,6 @@ def _rename_legacy_ema(state_dict: dict, prefix: str, *args) -> None:
     old = f"{prefix}ema_denoiser."
     legacy = [k for k in state_dict if k.startswith(old)]
     for key in legacy:
-        state_dict[f"{prefix}ema.module.{key[len(old):]}"] = state_dict.pop(key)
+        state_dict[f"{prefix}ema.module.{key[len(old) :]}"] = state_dict.pop(key)
     if legacy:
         state_dict.setdefault(f"{prefix}ema.n_averaged", torch.tensor(1, dtype=torch.long))

@@ -37,11 +37,11 @@ def test_zero_epochs_leave_the_model_untrained():
 def test_seed_does_not_change_the_callers_seed_or_random_state():
     scvi.settings.seed = 7
     model = _model()  # draws initial weights; take the states after it
-    torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()  # noqa: NPY002
     model.train(max_epochs=1, diffusion_max_epochs=1, batch_size=16, seed=3, **FIT)
     assert scvi.settings.seed == 7
     assert torch.equal(torch.get_rng_state(), torch_state)
-    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert np.array_equal(np.random.get_state()[1], np_state)  # noqa: NPY002
 
 
 def test_same_seed_same_training():
