@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,8 +14,8 @@ from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
 from sc_sed.data import pairs_to_csr
-from sc_sed.module import SEDModule
-from sc_sed.train import tokenize_batch
+from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
+from sc_sed.train import quiet_sparse_loading, tokenize_batch
 
 from ._conditions import condition_specs
 from ._fields import SparseLayerField
@@ -26,8 +25,6 @@ from ._training import TrainingMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-logger = logging.getLogger(__name__)
 
 FACTORISED_HEAD_MIN_FEATURES = 512
 
@@ -261,7 +258,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
 
     @property
     def _layer(self) -> str | None:
-        return self.registry_["setup_args"].get("layer")
+        return self.get_setup_arg("layer")
 
     def _require(self, stage: Literal["autoencoder", "diffusion"], action: str) -> None:
         done = self.autoencoder_trained_ if stage == "autoencoder" else self.diffusion_trained_
@@ -281,7 +278,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             adata=adata, indices=indices, batch_size=batch_size or 64, load_sparse_tensor=True
         )
         device = self.module.device
-        for batch in loader:
+        for batch in quiet_sparse_loading(loader):
             batch = tokenize_batch(
                 batch,
                 x_keys=self._x_keys,
@@ -315,7 +312,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         self._require("autoencoder", "compute latents")
         self.module.eval()
         out = [
-            self.module.encode(b["tokens_index"], b["tokens_value"]).cpu()
+            self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY]).cpu()
             for b in self._token_batches(adata, indices, batch_size)
         ]
         return torch.cat(out).numpy()
@@ -368,7 +365,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         generator = torch.Generator(device=self.module.device).manual_seed(seed)
         parts = []
         for b in self._token_batches(source, rows, batch_size):
-            z = self.module.encode(b["tokens_index"], b["tokens_value"])
+            z = self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY])
             parts.append(self._decode_to_csr(z, generator, temperature, greedy))
         uns = self._provenance(
             seed=seed, task="reconstruct", greedy=greedy, temperature=temperature

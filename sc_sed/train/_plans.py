@@ -85,6 +85,16 @@ class AutoencoderTrainingPlan(TrainingPlan):
         if stage == "fit":
             _train_only(self.module, self.module.encoder, self.module.decoder)
 
+    def compute_and_log_metrics(self, loss_output, metrics, mode: str) -> None:
+        """scvi-tools' metric logging, run under ``no_grad`` instead of ``inference_mode``.
+
+        Under DDP, Lightning reduces the logged batch sizes in place at the end of an
+        epoch, which fails on tensors made in inference mode ("Inplace update to
+        inference tensor outside InferenceMode"); scvi-tools' method is otherwise used as is.
+        """
+        with torch.no_grad():
+            TrainingPlan.compute_and_log_metrics.__wrapped__(self, loss_output, metrics, mode)
+
     def configure_optimizers(self):
         """AdamW over the trainable parameters with warm-up and decay (see :func:`lr_factor`)."""
         config = super().configure_optimizers()

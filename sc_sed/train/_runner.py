@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,24 @@ def _logged_history(trainer) -> dict[str, pd.DataFrame]:
         with open(path, "rb") as f:  # written by scvi-tools' own logger on rank 0
             return pickle.load(f)
     return {}
+
+
+def _ignore_sparse_beta_warning() -> None:
+    # scvi-tools loads sparse minibatches as torch CSR tensors, which torch flags as beta
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+def quiet_sparse_loading(batches: Iterable) -> Iterator:
+    """Iterate over ``batches`` without torch's "sparse CSR is beta" warning."""
+    iterator = iter(batches)
+    while True:
+        with warnings.catch_warnings():
+            _ignore_sparse_beta_warning()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+        yield batch
 
 
 class StageTrainRunner(TrainRunner):
@@ -61,7 +81,9 @@ class StageTrainRunner(TrainRunner):
 
     def _run_training_core(self) -> None:
         try:
-            self.trainer.fit(self.training_plan, self.data_splitter, ckpt_path=self.ckpt_path)
+            with warnings.catch_warnings():
+                _ignore_sparse_beta_warning()
+                self.trainer.fit(self.training_plan, self.data_splitter, ckpt_path=self.ckpt_path)
         finally:
             self._update_history()
         if self.records_split:
