@@ -13,6 +13,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
+from sc_sed._docs import docs
 from sc_sed.data import pairs_to_csr
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
 from sc_sed.train import quiet_sparse_loading, tokenize_batch
@@ -40,6 +41,7 @@ def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | Non
                 raise KeyError(msg)
 
 
+@docs.dedent
 class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
@@ -53,20 +55,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         AnnData registered with :meth:`setup_anndata` (None when loading a saved model).
     registry
         Registry of a saved model (used by :meth:`load`).
-    n_latent
-        Size of the latent space.
-    n_hidden
-        Transformer width.
-    n_layers
-        Transformer layers of the encoder and of the decoder.
-    n_heads
-        Attention heads.
-    n_ff
-        Feed-forward width of the Transformers.
-    dropout_rate
-        Transformer dropout.
-    n_memory
-        Memory tokens made from the latent for the decoder's cross-attention.
+    %(architecture)s
     index_head
         ``"flat"`` (one softmax over all features, O(D) per token), ``"factorised"``
         (block then offset, O(√D) per token) or ``"auto"`` (factorised from
@@ -84,12 +73,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         ``max_nonzero`` largest values (``"truncate"``).
     mask_unseen_features
         Never generate features that are zero in every registered row.
-    kl_weight
-        Weight β of the KL term of the autoencoder.
-    denoiser_widths
-        Widths of the MLP U-Net denoiser.
-    cond_dropout
-        Probability of dropping each condition in diffusion training (for guidance).
+    %(diffusion)s
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` arguments.
 

@@ -9,6 +9,7 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch.distributions import Normal, kl_divergence
 
+from sc_sed._docs import docs
 from sc_sed._vocab import TokenVocabulary
 from sc_sed.nn import ARDecoder, SetEncoder
 
@@ -18,6 +19,7 @@ TOKENS_INDEX_KEY = "tokens_index"
 TOKENS_VALUE_KEY = "tokens_value"
 
 
+@docs.dedent
 class SEDModule(BaseModuleClass):
     """Sparsity-Exploiting Diffusion on tensors: set encoder, AR decoder, latent diffusion.
 
@@ -32,20 +34,7 @@ class SEDModule(BaseModuleClass):
         Number of features ``D``.
     max_nonzero
         Longest row the decoder generates.
-    n_latent
-        Latent size.
-    n_hidden
-        Transformer width.
-    n_layers
-        Transformer layers of the encoder and of the decoder.
-    n_heads
-        Attention heads.
-    n_ff
-        Feed-forward width.
-    dropout_rate
-        Transformer dropout.
-    n_memory
-        Memory tokens made from ``z`` for the decoder's cross-attention.
+    %(architecture)s
     index_head
         ``"flat"`` or ``"factorised"`` index head.
     block_size
@@ -54,8 +43,6 @@ class SEDModule(BaseModuleClass):
         ``"ztnb"``, ``"ztpoisson"``, ``"lognormal"`` or ``"gaussian"``.
     index_base
         Base of the sinusoidal feature-index code.
-    kl_weight
-        β of the autoencoder's KL term.
     token_dropout
         Training-time probability of masking a decoder input pair (see
         :class:`~sc_sed.nn.ARDecoder`), which makes the decoder use the latent.
@@ -66,15 +53,11 @@ class SEDModule(BaseModuleClass):
         ``(D,)`` bool: features the decoder may emit (``None``: all).
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
-    denoiser_widths
-        Widths of the MLP U-Net.
     n_embed
         Noise-level/condition embedding width.
     denoiser_dropout
         Dropout in the denoiser.
-    cond_dropout
-        Probability of dropping each condition in diffusion training (classifier-free
-        guidance).
+    %(diffusion)s
     self_cond_prob
         Probability of self-conditioning in diffusion training.
     logsnr_min, logsnr_max

@@ -76,8 +76,13 @@ class StageTrainRunner(TrainRunner):
 
     @property
     def stepped(self) -> bool:
-        """Whether the last run made at least one optimiser step."""
-        return self.trainer.global_step > 0
+        """Whether the last run made at least one optimiser step.
+
+        Processes spawned for DDP train on copies and hand back the weights and the logged
+        metrics, not the step counter: a logged training metric counts as a step there.
+        """
+        logged = self.trainer.callback_metrics
+        return self.trainer.global_step > 0 or any(k.startswith("train") for k in logged)
 
     def _run_training_core(self) -> None:
         try:
