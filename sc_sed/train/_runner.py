@@ -84,7 +84,17 @@ class StageTrainRunner(TrainRunner):
         logged = self.trainer.callback_metrics
         return self.trainer.global_step > 0 or any(k.startswith("train") for k in logged)
 
-    def _run_training_core(self) -> None:
+    def __call__(self) -> None:
+        """Fit the plan, then record history, split and trained flag as described above.
+
+        Only :meth:`scvi.train.TrainRunner.__init__` (building the Trainer) is inherited,
+        which has been stable across scvi-tools 1.x; the run itself is this class's
+        (scvi-tools' MLflow tracking is not used).
+        """
+        if hasattr(self.data_splitter, "n_train"):
+            self.training_plan.n_obs_training = self.data_splitter.n_train
+        if hasattr(self.data_splitter, "n_val"):
+            self.training_plan.n_obs_validation = self.data_splitter.n_val
         try:
             with warnings.catch_warnings():
                 _ignore_sparse_beta_warning()

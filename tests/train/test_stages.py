@@ -101,6 +101,26 @@ def test_stage_classes_can_be_swapped():
     assert calls == ["AutoencoderTrainingPlan", "DiffusionTrainingPlan"]
 
 
+def test_a_second_autoencoder_run_trains_in_training_mode():
+    modes = []
+
+    class Plan(AutoencoderTrainingPlan):
+        def training_step(self, batch, batch_idx):
+            modes.append(self.module.decoder.training)
+            return super().training_step(batch, batch_idx)
+
+    class Model(sc_sed.SEDModel):
+        _training_plan_cls = Plan
+
+    adata = tiny_counts(n_cells=40)
+    Model.setup_anndata(adata, layer="counts")
+    model = Model(adata, **TINY)
+    for _ in range(2):
+        model.train_autoencoder(max_epochs=1, batch_size=16, **FIT)
+    assert len(modes) == 6 and all(modes)
+    assert not model.module.training  # eval mode again after training
+
+
 def test_diffusion_stops_early_by_default():
     model = _model()
     model.train_autoencoder(max_epochs=1, batch_size=16, **FIT)
