@@ -136,6 +136,10 @@ class DiffusionTrainingPlan(pl.LightningModule):
     ema_decay
         Decay of the exponential moving average of the denoiser weights. Early in
         training the effective decay is ``min(ema_decay, (1 + step) / (10 + step))``.
+    min_validation_draws
+        Each held-out vector is scored with several noise draws, so that the validation
+        loss averages over at least this many (given ``n_obs_validation``, which the
+        runner sets) and reflects all noise levels rather than a few.
     """
 
     def __init__(
@@ -145,12 +149,15 @@ class DiffusionTrainingPlan(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ema_decay: float = 0.999,
+        min_validation_draws: int = 1024,
     ):
         super().__init__()
         self.module = module
         self.lr = lr
         self.weight_decay = weight_decay
         self.ema_decay = ema_decay
+        self.min_validation_draws = min_validation_draws
+        self.n_obs_validation: int | None = None
 
     def setup(self, stage: str) -> None:
         """Train only the denoiser (before Lightning/DDP wraps the plan and builds the optimiser)."""
@@ -181,8 +188,9 @@ class DiffusionTrainingPlan(pl.LightningModule):
         not to the noise of a small validation set.
         """
         z, cond = batch
+        draws = max(1, math.ceil(self.min_validation_draws / max(1, self.n_obs_validation or 1)))
         generator = torch.Generator(device=z.device).manual_seed(batch_idx)
-        loss = self.module.loss(z, cond, generator=generator)
+        loss = self.module.loss(z.repeat(draws, 1), cond.repeat(draws, 1), generator=generator)
         self.log(
             "validation_diffusion_loss",
             loss,

@@ -163,3 +163,14 @@ def test_ema_is_an_averaged_model_and_loads_legacy_keys():
 @pytest.mark.parametrize(("strategy", "expected"), [("ddp_spawn", True), ("auto", False)])
 def test_uses_distributed_sampler(strategy, expected):
     assert uses_distributed_sampler(strategy) is expected
+
+
+def test_validation_scores_each_held_out_latent_with_several_draws(monkeypatch):
+    module = LatentDiffusion(4, [3], widths=(16, 8), n_embed=8)
+    plan = DiffusionTrainingPlan(module, min_validation_draws=12)
+    plan.n_obs_validation = 4
+    seen = []
+    monkeypatch.setattr(module, "loss", lambda z, cond, generator: seen.append(len(z)) or z.sum())
+    monkeypatch.setattr(plan, "log", lambda *a, **k: None)
+    plan.validation_step((torch.randn(4, 4), torch.zeros(4, 1, dtype=torch.long)), 0)
+    assert seen == [12]
