@@ -1,13 +1,6 @@
 """Sparsity-Exploiting Diffusion (SED) for sparse AnnData: generation with exact zeros."""
 
-import warnings
-
 __version__ = "0.1.0"
-
-# scvi-tools loads sparse minibatches as torch CSR tensors, which torch flags as beta.
-warnings.filterwarnings(
-    "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
-)
 
 from . import data, datasets, pl, tl  # noqa: E402
 

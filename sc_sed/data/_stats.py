@@ -18,8 +18,6 @@ class MatrixStats:
         Shape.
     max_nonzero
         Most non-zero entries in one row.
-    mean_nonzero
-        Average non-zero entries per row.
     is_integer
         All values are integers.
     has_negative
@@ -35,7 +33,6 @@ class MatrixStats:
     n_obs: int
     n_vars: int
     max_nonzero: int
-    mean_nonzero: float
     is_integer: bool
     has_negative: bool
     min_value: float
@@ -88,7 +85,6 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         n_obs=n_obs,
         n_vars=n_vars,
         max_nonzero=int(row_nnz.max()) if n_obs else 0,
-        mean_nonzero=float(row_nnz.mean()) if n_obs else 0.0,
         is_integer=is_int,
         has_negative=min_value < 0,
         min_value=min_value,

@@ -2,8 +2,8 @@
 
 A row with ``l`` non-zeros becomes the framed sequence
 ``[START, (i_1, v_1), ..., (i_l, v_l), END, PAD, ...]`` with ``i_1 < ... < i_l``.
-Special ids live *after* the feature ids, so feature ids keep their meaning:
-``END = n_features``, ``START = n_features + 1``, ``PAD = n_features + 2``.
+The special ids come from :class:`~sc_sed._vocab.TokenVocabulary` (after the feature
+ids, so feature ids keep their meaning).
 
 Everything here is vectorised over the non-zeros (no Python loop per row) and never
 allocates a ``(batch, n_features)`` tensor for sparse input.
@@ -19,22 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from sc_sed._vocab import TokenVocabulary
+
 LongRows = Literal["error", "truncate"]
-
-
-def special_ids(n_features: int) -> tuple[int, int, int]:
-    """Return the ``(END, START, PAD)`` token ids for ``n_features`` features.
-
-    Parameters
-    ----------
-    n_features
-        Number of features ``D``.
-
-    Returns
-    -------
-    The END, START and PAD ids: ``D``, ``D + 1`` and ``D + 2``.
-    """
-    return n_features, n_features + 1, n_features + 2
 
 
 @dataclass
@@ -59,20 +46,19 @@ class TokenBatch:
     n_features: int
 
     @property
+    def vocab(self) -> TokenVocabulary:
+        """The token ids of this batch's features."""
+        return TokenVocabulary(self.n_features)
+
+    @property
     def pair_mask(self) -> torch.Tensor:
         """``(batch, length)`` bool: True at (index, value) pairs."""
-        return self.index < self.n_features
+        return self.vocab.is_feature(self.index)
 
     @property
     def token_mask(self) -> torch.Tensor:
         """``(batch, length)`` bool: True at every non-PAD token (START, pairs, END)."""
-        return self.index != self.n_features + 2
-
-    def to(self, device: torch.device | str) -> TokenBatch:
-        """Return the batch on ``device``."""
-        return TokenBatch(
-            self.index.to(device), self.value.to(device), self.n_nonzero.to(device), self.n_features
-        )
+        return self.index != self.vocab.pad
 
 
 def _row_of_each_entry(crow: torch.Tensor) -> torch.Tensor:
@@ -159,16 +145,16 @@ def _tokens_from_entries(row, col, val, n_rows, n_features, max_nonzero, on_long
     if _check_row_lengths(n_nonzero, max_nonzero, on_long_rows):
         row, col, val = _truncate_rows(row, col, val, n_rows, max_nonzero, n_features)
         n_nonzero = torch.bincount(row, minlength=n_rows)
-    end, start, pad = special_ids(n_features)
+    vocab = TokenVocabulary(n_features)
     length = int(n_nonzero.max()) + 2 if n_rows > 0 else 2
-    index = torch.full((n_rows, length), pad, dtype=torch.long, device=col.device)
+    index = torch.full((n_rows, length), vocab.pad, dtype=torch.long, device=col.device)
     value = torch.zeros((n_rows, length), dtype=torch.float32, device=col.device)
     starts = torch.cumsum(n_nonzero, 0) - n_nonzero
     pos = torch.arange(row.numel(), device=col.device) - starts[row] + 1
-    index[:, 0] = start
+    index[:, 0] = vocab.start
     index[row, pos] = col
     value[row, pos] = val
-    index[torch.arange(n_rows, device=col.device), n_nonzero + 1] = end
+    index[torch.arange(n_rows, device=col.device), n_nonzero + 1] = vocab.end
     return TokenBatch(index, value, n_nonzero, n_features)
 
 

@@ -11,6 +11,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from sc_sed.data import pairs_to_csr
+
 from ._conditions import draw_conditions
 from ._mudata import to_mudata
 from ._output import condition_obs, synthetic_anndata
@@ -134,10 +136,11 @@ class GenerationMixin:
         starts = range(0, codes.shape[0], batch_size)
         for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
             cond = torch.as_tensor(codes[start : start + batch_size], device=device)
-            z = self.module.diffusion.sample(
-                cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator
-            )
-            parts.append(self._decode_to_csr(z, generator, temperature, greedy=False))
+            index, value, _ = self.module.sample(
+                cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator,
+                temperature=temperature,
+            )  # fmt: skip
+            parts.append(pairs_to_csr(index, value, self.module.n_features))
         obs = condition_obs(
             self._conditions, codes, pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])])
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,9 +13,10 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
+from sc_sed._docs import docs
 from sc_sed.data import pairs_to_csr
-from sc_sed.module import SEDModule
-from sc_sed.train import tokenize_batch
+from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
+from sc_sed.train import quiet_sparse_loading, tokenize_batch
 
 from ._conditions import condition_specs
 from ._fields import SparseLayerField
@@ -26,8 +26,6 @@ from ._training import TrainingMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-logger = logging.getLogger(__name__)
 
 FACTORISED_HEAD_MIN_FEATURES = 512
 
@@ -43,6 +41,7 @@ def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | Non
                 raise KeyError(msg)
 
 
+@docs.dedent
 class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
@@ -56,20 +55,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         AnnData registered with :meth:`setup_anndata` (None when loading a saved model).
     registry
         Registry of a saved model (used by :meth:`load`).
-    n_latent
-        Size of the latent space.
-    n_hidden
-        Transformer width.
-    n_layers
-        Transformer layers of the encoder and of the decoder.
-    n_heads
-        Attention heads.
-    n_ff
-        Feed-forward width of the Transformers.
-    dropout_rate
-        Transformer dropout.
-    n_memory
-        Memory tokens made from the latent for the decoder's cross-attention.
+    %(architecture)s
     index_head
         ``"flat"`` (one softmax over all features, O(D) per token), ``"factorised"``
         (block then offset, O(√D) per token) or ``"auto"`` (factorised from
@@ -87,12 +73,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         ``max_nonzero`` largest values (``"truncate"``).
     mask_unseen_features
         Never generate features that are zero in every registered row.
-    kl_weight
-        Weight β of the KL term of the autoencoder.
-    denoiser_widths
-        Widths of the MLP U-Net denoiser.
-    cond_dropout
-        Probability of dropping each condition in diffusion training (for guidance).
+    %(diffusion)s
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` arguments.
 
@@ -261,7 +242,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
 
     @property
     def _layer(self) -> str | None:
-        return self.registry_["setup_args"].get("layer")
+        return self.get_setup_arg("layer")
 
     def _require(self, stage: Literal["autoencoder", "diffusion"], action: str) -> None:
         done = self.autoencoder_trained_ if stage == "autoencoder" else self.diffusion_trained_
@@ -281,7 +262,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             adata=adata, indices=indices, batch_size=batch_size or 64, load_sparse_tensor=True
         )
         device = self.module.device
-        for batch in loader:
+        for batch in quiet_sparse_loading(loader):
             batch = tokenize_batch(
                 batch,
                 x_keys=self._x_keys,
@@ -315,7 +296,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         self._require("autoencoder", "compute latents")
         self.module.eval()
         out = [
-            self.module.encode(b["tokens_index"], b["tokens_value"]).cpu()
+            self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY]).cpu()
             for b in self._token_batches(adata, indices, batch_size)
         ]
         return torch.cat(out).numpy()
@@ -368,7 +349,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         generator = torch.Generator(device=self.module.device).manual_seed(seed)
         parts = []
         for b in self._token_batches(source, rows, batch_size):
-            z = self.module.encode(b["tokens_index"], b["tokens_value"])
+            z = self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY])
             parts.append(self._decode_to_csr(z, generator, temperature, greedy))
         uns = self._provenance(
             seed=seed, task="reconstruct", greedy=greedy, temperature=temperature

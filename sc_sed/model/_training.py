@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import math
-import warnings
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import scvi
 import torch
-from scvi.model._utils import use_distributed_sampler
-from scvi.train import TrainRunner
 
 from sc_sed.train import (
     AutoencoderTrainingPlan,
     DiffusionTrainingPlan,
     LatentDataModule,
+    LatentStageTrainRunner,
     SparseDataSplitter,
+    StageTrainRunner,
+    uses_distributed_sampler,
 )
 
 from ._conditions import condition_codes
+
+#: Default early stopping of the diffusion stage: epochs (of at least 32 minibatches)
+#: without an improvement of the held-out diffusion loss by ``min_delta`` before stopping.
+DIFFUSION_EARLY_STOPPING = {"early_stopping_patience": 10, "early_stopping_min_delta": 1e-3}
+#: Fraction of the latents held out to decide when the diffusion stage stops.
+DIFFUSION_VALIDATION_SIZE = 0.1
 
 
 def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -> int:
@@ -27,8 +36,47 @@ def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -
     return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
 
 
+def _check_epochs(value: int | None, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or int(value) != value or value < 0):
+        msg = f"{name} must be None or a non-negative integer, got {value!r}."
+        raise ValueError(msg)
+
+
+@contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Run with ``scvi.settings.seed = seed``; afterwards restore the caller's seed and RNGs."""
+    if seed is None:
+        yield
+        return
+    previous = scvi.settings.seed
+    # the legacy global NumPy state is what seed_everything seeds, so it is what we restore
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            scvi.settings.seed = seed
+            yield
+        finally:
+            scvi.settings.seed = previous  # None does not reseed; an int reseeds, undone below
+            random.setstate(py_state)
+            np.random.set_state(np_state)  # noqa: NPY002
+
+
 class TrainingMixin:
-    """Two-stage training of :class:`~sc_sed.SEDModel` (autoencoder, then latent diffusion)."""
+    """Two-stage training of :class:`~sc_sed.SEDModel` (autoencoder, then latent diffusion).
+
+    Like scvi-tools' ``UnsupervisedTrainingMixin``, subclasses can swap the classes each
+    stage is built from: ``_data_splitter_cls``, ``_training_plan_cls`` and
+    ``_train_runner_cls`` for the autoencoder, ``_diffusion_data_cls``,
+    ``_diffusion_training_plan_cls`` and ``_diffusion_train_runner_cls`` for the diffusion.
+    """
+
+    _data_splitter_cls = SparseDataSplitter
+    _training_plan_cls = AutoencoderTrainingPlan
+    _train_runner_cls = StageTrainRunner
+    _diffusion_data_cls = LatentDataModule
+    _diffusion_training_plan_cls = DiffusionTrainingPlan
+    _diffusion_train_runner_cls = LatentStageTrainRunner
 
     # -- training --------------------------------------------------------------------------
     def train(
@@ -44,6 +92,7 @@ class TrainingMixin:
         batch_size: int = 32,
         diffusion_batch_size: int = 256,
         early_stopping: bool = False,
+        diffusion_early_stopping: bool | None = None,
         seed: int | None = None,
         plan_kwargs: dict | None = None,
         diffusion_plan_kwargs: dict | None = None,
@@ -56,9 +105,11 @@ class TrainingMixin:
         ----------
         max_epochs
             Autoencoder epochs (default: about 3,000 optimiser steps, at most 400 epochs).
+            0 trains nothing (and then the diffusion cannot be trained: a ValueError).
         diffusion_max_epochs
-            Diffusion epochs (default: about 6,000 optimiser steps). Small datasets are
-            repeated so that a diffusion epoch has at least 32 minibatches.
+            Diffusion epochs, or their cap when the diffusion stops early (default: about
+            6,000 optimiser steps). Small datasets are repeated so that a diffusion epoch
+            has at least 32 minibatches.
         accelerator, devices
             Passed to Lightning (``"auto"`` picks a GPU when there is one).
         train_size, validation_size, shuffle_set_split
@@ -69,12 +120,17 @@ class TrainingMixin:
         diffusion_batch_size
             Diffusion minibatch size.
         early_stopping
-            Stop each stage when its validation loss stops improving (needs a validation
-            split; see ``early_stopping_patience`` etc. in ``trainer_kwargs``).
+            Stop the autoencoder when its validation loss stops improving (needs a
+            validation split; see ``early_stopping_patience`` etc. in ``trainer_kwargs``).
+        diffusion_early_stopping
+            Stop the diffusion when its loss on 10% held-out latents stops improving
+            (patience 10 epochs, ``min_delta`` 1e-3; see :meth:`train_diffusion`). None
+            (default): on when ``diffusion_max_epochs`` is None or ``early_stopping`` is True.
         seed
-            Seed for the data split, minibatch order and training noise (sets
-            ``scvi.settings.seed``, which seeds Python, NumPy and torch); None keeps the
-            current global state.
+            Seed for the data split, minibatch order and training noise (through
+            ``scvi.settings.seed``, which seeds Python, NumPy and torch); the caller's
+            ``scvi.settings.seed`` and global random states are restored afterwards.
+            None uses the current global state.
         plan_kwargs
             Keyword arguments of :class:`~sc_sed.train.AutoencoderTrainingPlan`.
         diffusion_plan_kwargs
@@ -85,52 +141,49 @@ class TrainingMixin:
             Passed to :class:`scvi.train.Trainer`/Lightning (e.g. ``strategy="ddp"``,
             ``precision="bf16-mixed"``, ``enable_progress_bar=False``).
         """
-        if seed is not None:
-            scvi.settings.seed = seed
-        common = {"accelerator": accelerator, "devices": devices, "early_stopping": early_stopping}
-        self.train_autoencoder(
-            max_epochs,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            batch_size=batch_size,
-            plan_kwargs=plan_kwargs,
-            datasplitter_kwargs=datasplitter_kwargs,
-            **common,
-            **trainer_kwargs,
-        )
-        self.train_diffusion(
-            diffusion_max_epochs,
-            batch_size=diffusion_batch_size,
-            plan_kwargs=diffusion_plan_kwargs,
-            validation_size=0.1 if early_stopping else 0.0,
-            seed=0 if seed is None else seed,
-            **common,
-            **trainer_kwargs,
-        )
+        _check_epochs(max_epochs, "max_epochs")
+        _check_epochs(diffusion_max_epochs, "diffusion_max_epochs")
+        if diffusion_early_stopping is None:
+            diffusion_early_stopping = diffusion_max_epochs is None or early_stopping
+        common = {"accelerator": accelerator, "devices": devices}
+        with _seeded(seed):
+            self.train_autoencoder(
+                max_epochs,
+                train_size=train_size,
+                validation_size=validation_size,
+                shuffle_set_split=shuffle_set_split,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                plan_kwargs=plan_kwargs,
+                datasplitter_kwargs=datasplitter_kwargs,
+                **common,
+                **trainer_kwargs,
+            )
+            if not self.autoencoder_trained_:
+                msg = (
+                    f"max_epochs={max_epochs} made no optimiser step, so the autoencoder is "
+                    "untrained and the diffusion cannot be trained; pass max_epochs >= 1."
+                )
+                raise ValueError(msg)
+            self.train_diffusion(
+                diffusion_max_epochs,
+                batch_size=diffusion_batch_size,
+                plan_kwargs=diffusion_plan_kwargs,
+                early_stopping=diffusion_early_stopping,
+                seed=0 if seed is None else seed,
+                **common,
+                **trainer_kwargs,
+            )
 
-    def _run(
-        self, plan, data, max_epochs, accelerator, devices, early_stopping, monitor, trainer_kwargs
-    ):
-        trainer_kwargs = dict(trainer_kwargs)
-        trainer_kwargs.setdefault("gradient_clip_val", 1.0)
+    @staticmethod
+    def _stage_trainer_kwargs(
+        trainer_kwargs: dict, early_stopping: bool, monitor: str, defaults: dict | None = None
+    ) -> dict:
+        kwargs = {"gradient_clip_val": 1.0, **dict(trainer_kwargs)}
         if early_stopping:
-            trainer_kwargs.update(early_stopping=True, early_stopping_monitor=monitor)
-        previous, was_trained = self.history_ or {}, self.is_trained_
-        self.is_trained_ = False  # let scvi-tools record this stage's history afresh
-        runner = TrainRunner(
-            self, training_plan=plan, data_splitter=data, max_epochs=max_epochs,
-            accelerator=accelerator, devices=devices, **trainer_kwargs,
-        )  # fmt: skip
-        try:
-            with warnings.catch_warnings():
-                # the diffusion stage keeps the frozen autoencoder in eval mode on purpose
-                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-                runner()
-        finally:
-            self.history_ = {**previous, **(self.history_ or {})}
-            self.is_trained_ = was_trained
-        self.module.eval()
+            kwargs = {**(defaults or {}), **kwargs}
+            kwargs.update(early_stopping=True, early_stopping_monitor=monitor)
+        return kwargs
 
     def train_autoencoder(
         self,
@@ -148,9 +201,10 @@ class TrainingMixin:
         **trainer_kwargs: Any,
     ) -> None:
         """Train only the autoencoder stage (teacher forcing); see :meth:`train`."""
+        _check_epochs(max_epochs, "max_epochs")
         if max_epochs is None:
             max_epochs = _default_epochs(int(self.adata.n_obs * train_size), batch_size, 3000, 400)
-        splitter = SparseDataSplitter(
+        splitter = self._data_splitter_cls(
             self.adata_manager,
             x_keys=self._x_keys,
             max_nonzero=self.max_nonzero_,
@@ -159,22 +213,21 @@ class TrainingMixin:
             validation_size=validation_size,
             shuffle_set_split=shuffle_set_split,
             batch_size=batch_size,
-            distributed_sampler=use_distributed_sampler(trainer_kwargs.get("strategy", "auto")),
+            distributed_sampler=uses_distributed_sampler(trainer_kwargs.get("strategy", "auto")),
             **(datasplitter_kwargs or {}),
         )
-        plan = AutoencoderTrainingPlan(self.module, **(plan_kwargs or {}))
-        self._run(
-            plan,
-            splitter,
-            max_epochs,
-            accelerator,
-            devices,
-            early_stopping,
-            "validation_loss",
-            trainer_kwargs,
+        plan = self._training_plan_cls(self.module, **(plan_kwargs or {}))
+        runner = self._train_runner_cls(
+            self,
+            training_plan=plan,
+            data_splitter=splitter,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            **self._stage_trainer_kwargs(trainer_kwargs, early_stopping, "validation_loss"),
         )
-        self.autoencoder_trained_ = True
-        self.is_trained_ = True
+        runner()
+        self.autoencoder_trained_ = bool(self.autoencoder_trained_) or runner.stepped
 
     def train_diffusion(
         self,
@@ -183,8 +236,8 @@ class TrainingMixin:
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         batch_size: int = 256,
-        validation_size: float = 0.0,
-        early_stopping: bool = False,
+        validation_size: float | None = None,
+        early_stopping: bool = True,
         plan_kwargs: dict | None = None,
         seed: int = 0,
         **trainer_kwargs: Any,
@@ -194,8 +247,53 @@ class TrainingMixin:
         The latents of the autoencoder's training rows are computed once, standardised
         with their mean and standard deviation (stored in the model), and paired with the
         rows' condition codes.
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs, or their cap with early stopping (default: about 6,000 optimiser steps).
+        accelerator, devices
+            Passed to Lightning.
+        batch_size
+            Minibatch size.
+        validation_size
+            Fraction of the latents held out to monitor the loss (default: 0.1 with early
+            stopping, else 0).
+        early_stopping
+            Stop when the held-out loss has not improved by ``early_stopping_min_delta``
+            (default 1e-3) for ``early_stopping_patience`` (default 10) epochs; pass
+            either in ``trainer_kwargs`` to change it. Early stopping is off under DDP
+            (scvi-tools' Trainer disables it), where ``max_epochs`` applies.
+        plan_kwargs
+            Keyword arguments of :class:`~sc_sed.train.DiffusionTrainingPlan`.
+        seed
+            Seed of the held-out split of the latents.
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer`/Lightning.
         """
         self._require("autoencoder", "train the diffusion")
+        _check_epochs(max_epochs, "max_epochs")
+        if validation_size is None:
+            validation_size = DIFFUSION_VALIDATION_SIZE if early_stopping else 0.0
+        data = self._latent_data(validation_size, batch_size, seed)
+        if early_stopping and data.n_val == 0:
+            msg = "early_stopping=True needs held-out latents; pass validation_size > 0."
+            raise ValueError(msg)
+        if max_epochs is None:
+            max_epochs = _default_epochs(data.n_train * data.repeats, batch_size, 6000, 2000)
+        plan = self._diffusion_training_plan_cls(self.module.diffusion, **(plan_kwargs or {}))
+        kwargs = self._stage_trainer_kwargs(
+            trainer_kwargs, early_stopping, "validation_diffusion_loss", DIFFUSION_EARLY_STOPPING
+        )
+        runner = self._diffusion_train_runner_cls(
+            self, training_plan=plan, data_splitter=data, max_epochs=max_epochs,
+            accelerator=accelerator, devices=devices, **kwargs,
+        )  # fmt: skip
+        runner()
+        self.diffusion_trained_ = bool(self.diffusion_trained_) or runner.stepped
+
+    def _latent_data(self, validation_size: float, batch_size: int, seed: int) -> LatentDataModule:
+        """Standardised latents of the autoencoder's training rows with their condition codes."""
         rows = (
             self.train_indices_ if self.train_indices_ is not None else np.arange(self.adata.n_obs)
         )
@@ -207,23 +305,7 @@ class TrainingMixin:
         z = diffusion.standardise(z).cpu()
         codes = condition_codes(self.adata_manager, self._conditions, rows)
         self.train_condition_codes_ = codes
-        cond = torch.as_tensor(codes)
-        data = LatentDataModule(
-            z, cond, rows, validation_size=validation_size, batch_size=batch_size, seed=seed
-        )
-        if max_epochs is None:
-            max_epochs = _default_epochs(data.n_train * data.repeats, batch_size, 6000, 2000)
-        splits = (self.train_indices_, self.validation_indices_, self.test_indices_)
-        plan = DiffusionTrainingPlan(self.module.diffusion, **(plan_kwargs or {}))
-        self._run(
-            plan,
-            data,
-            max_epochs,
-            accelerator,
-            devices,
-            early_stopping,
-            "validation_diffusion_loss",
-            trainer_kwargs,
-        )
-        self.train_indices_, self.validation_indices_, self.test_indices_ = splits
-        self.diffusion_trained_ = True
+        return self._diffusion_data_cls(
+            z, torch.as_tensor(codes), rows,
+            validation_size=validation_size, batch_size=batch_size, seed=seed,
+        )  # fmt: skip

@@ -6,12 +6,12 @@ normalised rows: the two differ only in what they diffuse.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sc_sed.diffusion import CosineLogSNRSchedule, make_sampler
 from sc_sed.nn import LatentDenoiser
@@ -19,6 +19,9 @@ from sc_sed.nn import LatentDenoiser
 
 class LatentDiffusion(nn.Module):
     """Denoiser, its EMA copy, the noise schedule and the standardisation statistics.
+
+    The EMA is a :class:`torch.optim.swa_utils.AveragedModel` (``self.ema``; its
+    weights are ``ema.module``, also reachable as :attr:`ema_denoiser`) that samples.
 
     Parameters
     ----------
@@ -60,7 +63,9 @@ class LatentDiffusion(nn.Module):
         self.denoiser = LatentDenoiser(
             self.n_latent, widths, self.n_cats_per_cond, n_embed, dropout_rate
         )
-        self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=_EMA(), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self._register_load_state_dict_pre_hook(_rename_legacy_ema)
         self.schedule = CosineLogSNRSchedule(logsnr_min, logsnr_max)
         self.register_buffer("latent_mean", torch.zeros(self.n_latent))
         self.register_buffer("latent_std", torch.ones(self.n_latent))
@@ -89,26 +94,38 @@ class LatentDiffusion(nn.Module):
         return z * self.latent_std + self.latent_mean
 
     # -- training --------------------------------------------------------------------------
-    def _drop_conditions(self, cond: torch.Tensor) -> torch.Tensor:
+    @property
+    def ema_denoiser(self) -> LatentDenoiser:
+        """The EMA weights of the denoiser (the network that samples)."""
+        return self.ema.module
+
+    def _drop_conditions(
+        self, cond: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         if cond.shape[1] == 0 or self.cond_dropout <= 0:
             return cond
         null = self.denoiser.null_condition(cond.shape[0], cond.device)
-        drop = torch.rand(cond.shape, device=cond.device) < self.cond_dropout
+        drop = torch.rand(cond.shape, device=cond.device, generator=generator) < self.cond_dropout
         return torch.where(drop, null, cond)
 
-    def loss(self, z0: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, z0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """x₀-prediction loss on standardised vectors ``z0`` with condition codes ``cond``.
 
         Times are uniform on [0, 1]; the squared error is weighted by ``max(SNR, 1)``
         (truncated-SNR weighting). With probability ``self_cond_prob`` the denoiser first
         predicts x₀ without gradient and sees that estimate as self-conditioning input.
+        ``generator`` (on ``z0``'s device) fixes every random draw, e.g. for a validation
+        loss comparable across epochs.
         """
-        t = torch.rand(z0.shape[0], device=z0.device)
-        z_t = self.schedule.add_noise(z0, t, torch.randn_like(z0))
+        kw = {"device": z0.device, "generator": generator}
+        t = torch.rand(z0.shape[0], **kw)
+        z_t = self.schedule.add_noise(z0, t, torch.randn(z0.shape, dtype=z0.dtype, **kw))
         logsnr = self.schedule.logsnr(t)
-        cond = self._drop_conditions(cond)
+        cond = self._drop_conditions(cond, generator)
         self_cond = torch.zeros_like(z0)
-        if torch.rand(()) < self.self_cond_prob:
+        if torch.rand((), **kw) < self.self_cond_prob:
             with torch.no_grad():
                 self_cond = self.denoiser(z_t, logsnr, self_cond, cond)
         pred = self.denoiser(z_t, logsnr, self_cond, cond)
@@ -117,11 +134,9 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
-        """``ema ← decay·ema + (1 − decay)·weights`` for the denoiser."""
-        for ema, p in zip(self.ema_denoiser.parameters(), self.denoiser.parameters(), strict=True):
-            ema.lerp_(p.detach(), 1.0 - decay)
-        for ema, b in zip(self.ema_denoiser.buffers(), self.denoiser.buffers(), strict=True):
-            ema.copy_(b)
+        """``ema ← decay·ema + (1 − decay)·weights`` for the denoiser (the first call copies)."""
+        self.ema.multi_avg_fn.decay = decay
+        self.ema.update_parameters(self.denoiser)
 
     # -- sampling ----------------------------------------------------------------------------
     def guided_x0(
@@ -195,3 +210,23 @@ class LatentDiffusion(nn.Module):
             x0 = self.guided_x0(z, logsnr, x0, cond, guidance)
             z = step.step(z, x0, t, s, generator=generator)
         return self.unstandardise(z)
+
+
+class _EMA:
+    """``multi_avg_fn`` of :class:`AveragedModel` with a decay that may change per step."""
+
+    def __init__(self, decay: float = 0.999):
+        self.decay = decay
+
+    def __call__(self, averaged: list, current: list, num_averaged) -> None:
+        get_ema_multi_avg_fn(self.decay)(averaged, current, num_averaged)
+
+
+def _rename_legacy_ema(state_dict: dict, prefix: str, *args) -> None:
+    """Map the EMA keys of models saved before the EMA became an AveragedModel."""
+    old = f"{prefix}ema_denoiser."
+    legacy = [k for k in state_dict if k.startswith(old)]
+    for key in legacy:
+        state_dict[f"{prefix}ema.module.{key[len(old) :]}"] = state_dict.pop(key)
+    if legacy:
+        state_dict.setdefault(f"{prefix}ema.n_averaged", torch.tensor(1, dtype=torch.long))

@@ -7,16 +7,19 @@ from typing import Literal
 
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
+from torch.distributions import Normal, kl_divergence
 
+from sc_sed._docs import docs
+from sc_sed._vocab import TokenVocabulary
 from sc_sed.nn import ARDecoder, SetEncoder
 
 from ._diffusion import LatentDiffusion
 
 TOKENS_INDEX_KEY = "tokens_index"
 TOKENS_VALUE_KEY = "tokens_value"
-CONDITION_KEY = "condition"
 
 
+@docs.dedent
 class SEDModule(BaseModuleClass):
     """Sparsity-Exploiting Diffusion on tensors: set encoder, AR decoder, latent diffusion.
 
@@ -31,20 +34,7 @@ class SEDModule(BaseModuleClass):
         Number of features ``D``.
     max_nonzero
         Longest row the decoder generates.
-    n_latent
-        Latent size.
-    n_hidden
-        Transformer width.
-    n_layers
-        Transformer layers of the encoder and of the decoder.
-    n_heads
-        Attention heads.
-    n_ff
-        Feed-forward width.
-    dropout_rate
-        Transformer dropout.
-    n_memory
-        Memory tokens made from ``z`` for the decoder's cross-attention.
+    %(architecture)s
     index_head
         ``"flat"`` or ``"factorised"`` index head.
     block_size
@@ -53,8 +43,6 @@ class SEDModule(BaseModuleClass):
         ``"ztnb"``, ``"ztpoisson"``, ``"lognormal"`` or ``"gaussian"``.
     index_base
         Base of the sinusoidal feature-index code.
-    kl_weight
-        β of the autoencoder's KL term.
     token_dropout
         Training-time probability of masking a decoder input pair (see
         :class:`~sc_sed.nn.ARDecoder`), which makes the decoder use the latent.
@@ -65,15 +53,11 @@ class SEDModule(BaseModuleClass):
         ``(D,)`` bool: features the decoder may emit (``None``: all).
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
-    denoiser_widths
-        Widths of the MLP U-Net.
     n_embed
         Noise-level/condition embedding width.
     denoiser_dropout
         Dropout in the denoiser.
-    cond_dropout
-        Probability of dropping each condition in diffusion training (classifier-free
-        guidance).
+    %(diffusion)s
     self_cond_prob
         Probability of self-conditioning in diffusion training.
     logsnr_min, logsnr_max
@@ -112,6 +96,7 @@ class SEDModule(BaseModuleClass):
         self.n_features = n_features
         self.max_nonzero = max_nonzero
         self.n_latent = n_latent
+        self.vocab = TokenVocabulary(n_features)
         self.kl_weight = kl_weight
         self.encoder = SetEncoder(
             n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base,
@@ -133,7 +118,9 @@ class SEDModule(BaseModuleClass):
         )
 
     # -- scvi-tools module contract (autoencoder stage) ---------------------------------
-    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _get_inference_input(
+        self, tensors: dict[str, torch.Tensor], **kwargs
+    ) -> dict[str, torch.Tensor]:
         return {"index": tensors[TOKENS_INDEX_KEY], "value": tensors[TOKENS_VALUE_KEY]}
 
     def _get_generative_input(self, tensors, inference_outputs) -> dict[str, torch.Tensor]:
@@ -143,11 +130,14 @@ class SEDModule(BaseModuleClass):
             "value": tensors[TOKENS_VALUE_KEY],
         }
 
-    def inference(self, index: torch.Tensor, value: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Encode framed tokens: ``qz_m``, ``qz_logvar`` and a reparameterised sample ``z``."""
-        mu, logvar = self.encoder(index, value, index < self.n_features)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return {"qz_m": mu, "qz_logvar": logvar, "z": z}
+    def inference(self, index: torch.Tensor, value: torch.Tensor) -> dict:
+        """Encode framed tokens: the posterior ``qz`` (a Normal) and a sample ``z``.
+
+        ``z`` is a reparameterised sample in training mode and the posterior mean otherwise.
+        """
+        mu, logvar = self.encoder(index, value, self.vocab.is_feature(index))
+        qz = Normal(mu, torch.exp(0.5 * logvar))
+        return {"qz": qz, "z": qz.rsample() if self.training else mu}
 
     def generative(
         self, z: torch.Tensor, index: torch.Tensor, value: torch.Tensor
@@ -158,8 +148,8 @@ class SEDModule(BaseModuleClass):
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
         """Index cross-entropy + value NLL + β·KL, normalised per target token."""
         gen = generative_outputs
-        mu, logvar = inference_outputs["qz_m"], inference_outputs["qz_logvar"]
-        kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(-1)
+        qz = inference_outputs["qz"]
+        kl = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
         index_nll = -gen["index_logp"].sum(-1)
         value_nll = gen["value_nll"].sum(-1)
         n_targets = gen["target_mask"].sum().clamp_min(1)
@@ -180,7 +170,7 @@ class SEDModule(BaseModuleClass):
     @torch.no_grad()
     def encode(self, index: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Posterior means of framed token rows."""
-        mu, _ = self.encoder(index, value, index < self.n_features)
+        mu, _ = self.encoder(index, value, self.vocab.is_feature(index))
         return mu
 
     @torch.no_grad()
@@ -204,3 +194,37 @@ class SEDModule(BaseModuleClass):
             greedy=greedy,
             use_cache=use_cache,
         )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        sampler: Literal["ddim", "ddpm"] = "ddim",
+        n_steps: int = 50,
+        guidance: Sequence[float] | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        greedy: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Generate rows: latents by reverse diffusion, then decoded into (index, value) pairs.
+
+        Parameters
+        ----------
+        cond
+            ``(n, n_conds)`` condition codes, one row per generated row.
+        sampler, n_steps, guidance
+            See :meth:`LatentDiffusion.sample`.
+        generator
+            Source of every random draw (diffusion and decoding).
+        temperature, greedy
+            See :meth:`decode`.
+
+        Returns
+        -------
+        ``index``, ``value`` and ``n_nonzero`` as from :meth:`decode`.
+        """
+        z = self.diffusion.sample(
+            cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator
+        )
+        return self.decode(z, generator=generator, temperature=temperature, greedy=greedy)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sc_sed._vocab import TokenVocabulary
+
 from ._attention import KVCache, TransformerBlock
 from ._embeddings import IndexEmbedding, ValueEmbedding, sinusoidal
 from ._heads import make_index_head
@@ -76,6 +78,7 @@ class ARDecoder(nn.Module):
     ):
         super().__init__()
         self.n_features = n_features
+        self.vocab = TokenVocabulary(n_features)
         self.token_dropout = token_dropout
         self.mask_token = nn.Parameter(torch.randn(n_hidden) * 0.02)
         self.n_hidden = n_hidden
@@ -100,13 +103,13 @@ class ARDecoder(nn.Module):
     def embed(
         self, index: torch.Tensor, value: torch.Tensor, step: torch.Tensor, z_in: torch.Tensor
     ) -> torch.Tensor:
-        """Embed input tokens; ids ``>= n_features`` other than pairs count as START.
+        """Embed input tokens; every special id (START, END, PAD) is embedded as START.
 
         ``index``, ``value`` and ``step`` are ``(batch,)`` or ``(batch, length)``;
         ``z_in`` ``(batch, n_hidden)`` is the latent's input term (:attr:`latent_input`),
         added to every token.
         """
-        is_pair = index < self.n_features
+        is_pair = self.vocab.is_feature(index)
         safe = torch.where(is_pair, index, torch.zeros_like(index))
         pair = self.index_embedding(safe) + self.value_embedding(value)
         x = torch.where(is_pair.unsqueeze(-1), pair, self.start_token.expand_as(pair))
@@ -166,14 +169,14 @@ class ARDecoder(nn.Module):
         masked), ``target_mask`` (a real target: pair or END), ``pair_mask`` (a pair
         target) and ``index_correct`` (the teacher-forced argmax equals the target).
         """
-        d = self.n_features
+        end = self.vocab.end
         inp_i, inp_v = index[:, :-1], value[:, :-1]
         tgt_i, tgt_v = index[:, 1:], value[:, 1:]
         h = self.forward(z, inp_i, inp_v)
-        target_mask = tgt_i <= d
-        pair_mask = tgt_i < d
-        target = torch.where(target_mask, tgt_i, d)
-        last = torch.where(inp_i < d, inp_i, -1)
+        pair_mask = self.vocab.is_feature(tgt_i)
+        target_mask = pair_mask | (tgt_i == end)
+        target = torch.where(target_mask, tgt_i, end)
+        last = torch.where(self.vocab.is_feature(inp_i), inp_i, -1)
         index_logp, guess = self.index_head.log_prob(
             h, target, last, allowed, z.unsqueeze(1), return_argmax=True
         )

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._numeric import log1mexp
+
 NEG_INF = float("-inf")
 
 
@@ -40,12 +42,6 @@ def gumbel_argmax(
     u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_min(1e-20)
     gumbel = -torch.log((-torch.log(u)).clamp_min(1e-20))
     return (logits / temperature + gumbel).argmax(-1)
-
-
-def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(x))`` for ``x <= 0`` (clamped just below 0)."""
-    x = x.clamp_max(-1e-7)
-    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def hazard_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -240,7 +236,7 @@ class FactorisedIndexHead(nn.Module):
         # condition on "some offset is chosen"; rows without a valid offset (END, or an
         # invalid target whose block has probability 0) get finite dummy values
         usable = valid.any(-1, keepdim=True)
-        norm = _log1mexp(torch.where(usable, logp[..., -1:], -1.0))
+        norm = log1mexp(torch.where(usable, logp[..., -1:], -1.0))
         return torch.where(usable, logp[..., :-1] - norm, 0.0)
 
     def log_prob(

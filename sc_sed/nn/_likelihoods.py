@@ -6,20 +6,16 @@ zero-truncated: they put no mass on 0 and generate integers >= 1.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
+from scvi.distributions import NegativeBinomial
 from torch import nn
+from torch.distributions import Distribution, LogNormal, Normal, Poisson
+
+from ._numeric import log1mexp
 
 ValueLikelihood = Literal["ztnb", "ztpoisson", "lognormal", "gaussian"]
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(x))`` for ``x < 0``, numerically stable."""
-    x = x.clamp_max(-1e-7)
-    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def sample_gamma(
@@ -91,44 +87,35 @@ class ValueHead(nn.Module):
             nn.Linear(2 * n_hidden, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out)
         )
 
-    @property
-    def is_discrete(self) -> bool:
-        """Whether values are integer counts."""
-        return self.likelihood in ("ztnb", "ztpoisson")
-
     def forward(self, h: torch.Tensor, index_embedding: torch.Tensor) -> torch.Tensor:
         """``(..., n_params)`` raw distribution parameters (float32, also under autocast)."""
         return self.mlp(torch.cat([h, index_embedding], dim=-1)).float()
 
+    def distribution(self, params: torch.Tensor) -> Distribution:
+        """Return the untruncated value distribution (scvi-tools' NB with mu, theta; else torch's)."""
+        if self.likelihood == "ztnb":
+            log_mu, log_theta = params.unbind(-1)
+            return NegativeBinomial(
+                mu=log_mu.clamp(-12, 12).exp(), theta=log_theta.clamp(-8, 12).exp()
+            )
+        if self.likelihood == "ztpoisson":
+            return Poisson(params[..., 0].clamp(-12, 12).exp(), validate_args=False)
+        loc, log_scale = params.unbind(-1)
+        family = LogNormal if self.likelihood == "lognormal" else Normal
+        return family(loc, log_scale.clamp(-7, 5).exp(), validate_args=False)
+
     def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of the (non-zero) values ``x``; same shape as ``x``.
 
+        Count likelihoods are zero-truncated: ``log p(x) - log(1 - p(0))``.
         Positions where ``x`` is not a valid non-zero value must be masked by the caller.
         """
-        if self.likelihood == "ztnb":
-            log_mu, log_theta = params.unbind(-1)
-            log_mu, log_theta = log_mu.clamp(-12, 12), log_theta.clamp(-8, 12)
-            theta = log_theta.exp()
-            log_mu_theta = torch.logaddexp(log_mu, log_theta)
-            log_p0 = theta * (log_theta - log_mu_theta)
-            log_nb = (
-                torch.lgamma(x + theta)
-                - torch.lgamma(theta)
-                - torch.lgamma(x + 1)
-                + log_p0
-                + x * (log_mu - log_mu_theta)
-            )
-            return -(log_nb - _log1mexp(log_p0))
-        if self.likelihood == "ztpoisson":
-            log_rate = params[..., 0].clamp(-12, 12)
-            rate = log_rate.exp()
-            log_pois = x * log_rate - rate - torch.lgamma(x + 1)
-            return -(log_pois - _log1mexp(-rate))
-        loc, log_scale = params.unbind(-1)
-        log_scale = log_scale.clamp(-7, 5)
-        y = torch.log(x.clamp_min(1e-30)) if self.likelihood == "lognormal" else x
-        nll = log_scale + _HALF_LOG_2PI + 0.5 * ((y - loc) * torch.exp(-log_scale)) ** 2
-        return nll + y if self.likelihood == "lognormal" else nll
+        dist = self.distribution(params)
+        if self.likelihood in ("ztnb", "ztpoisson"):
+            return -(dist.log_prob(x) - log1mexp(dist.log_prob(torch.zeros_like(x))))
+        if self.likelihood == "lognormal":
+            x = x.clamp_min(1e-30)
+        return -dist.log_prob(x)
 
     def sample(
         self,

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..tl._checks import _prepare_inputs
-from ..tl._sparsity import _row_nnz, _row_total
+from ..tl._checks import prepare_inputs
+from ..tl._sparsity import row_nnz, row_total
 from ._utils import ORIGIN_COLORS, _check_labels, _finish, _multi_axes
 
 if TYPE_CHECKING:
@@ -97,10 +97,10 @@ def genes_detected(
     if kind not in ("hist", "ecdf"):
         msg = f"kind={kind!r} is not one of 'hist', 'ecdf'."
         raise ValueError(msg)
-    X = _prepare_inputs({"real": real, "synth": synth}, layer=layer, normalize=False, align=False).X
+    X = prepare_inputs({"real": real, "synth": synth}, layer=layer, normalize=False, align=False).X
     panels = _multi_axes(axs, 2)
-    nnz = [_row_nnz(m).astype(float) for m in X.values()]
-    totals = [_row_total(m) for m in X.values()]
+    nnz = [row_nnz(m).astype(float) for m in X.values()]
+    totals = [row_total(m) for m in X.values()]
     _draw(panels[0], nnz, labels, kind=kind, n_bins=bins, log=False)
     panels[0].set_xlabel("non-zero features per row")
     _draw(panels[1], totals, labels, kind=kind, n_bins=bins, log=log_total)

@@ -137,7 +137,7 @@ def _check_groupby(adatas: dict[str, AnnData], groupby: str) -> dict[str, np.nda
     return out
 
 
-def _prepare_inputs(
+def prepare_inputs(
     adatas: dict[str, AnnData],
     *,
     layer: str | None,

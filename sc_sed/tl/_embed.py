@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._checks import Matrix, _prepare_inputs
+from ._checks import Matrix, prepare_inputs
 from ._preprocess import _fit_pca_space, _normalize, _PCASpace, _subsample
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def co_embed(
     >>> emb = sc_sed.tl.co_embed(adata_test, synth)
     >>> sc_sed.pl.umap(emb, color="origin")
     """
-    inputs = _prepare_inputs(
+    inputs = prepare_inputs(
         {"real": real, "synth": synth}, layer=layer, normalize=normalize, align=align
     )
     rng = np.random.default_rng(seed)

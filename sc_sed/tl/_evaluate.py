@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import _metrics as M
-from ._checks import Matrix, _check_groupby, _prepare_inputs
+from ._checks import Matrix, _check_groupby, prepare_inputs
 from ._compare import _compare, _fit_knn, _make_subset, _overall_extras, _Settings
 from ._preprocess import _fit_pca_space, _PCASpace
 from ._table import OVERALL_ONLY, PCA_METRICS, _to_frame, _wanted_metrics
@@ -195,7 +195,7 @@ def evaluate(
             for k, v in _check_groupby({"real": real, "synth": synth}, groupby).items()
         }
     adatas = {"real": real, "synth": synth} | ({"train": train} if train is not None else {})
-    X = _prepare_inputs(adatas, layer=layer, normalize=normalize, align=align).X
+    X = prepare_inputs(adatas, layer=layer, normalize=normalize, align=align).X
     _warn_overlap(real, train)
     cfg = _Settings(wanted, normalize, max_cells, classifier, n_folds, n_neighbors)
     rng = np.random.default_rng(seed)

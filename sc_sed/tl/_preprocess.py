@@ -38,27 +38,29 @@ def _row_chunks(n: int, size: int = CHUNK_ROWS):
 def _normalize(X: Matrix, *, normalize: bool) -> Matrix:
     """Return a float64 copy of ``X``, scaled to 1e4 per row and ``log1p``-ed when ``normalize``.
 
-    Rows whose total is zero stay zero. Sparse input stays sparse (only stored entries change).
+    scanpy's ``normalize_total`` and ``log1p`` on the copy. Rows whose total is zero stay
+    zero. Sparse input stays sparse (only stored entries change).
     """
+    import scanpy as sc
+    from anndata import AnnData
+
     if sparse.issparse(X):
         out = sparse.csr_matrix(X, dtype=np.float64, copy=True)
     else:
         out = np.array(X, dtype=np.float64, copy=True)
     if not normalize:
         return out
-    totals = np.asarray(out.sum(axis=1)).ravel()
-    scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-    if sparse.issparse(out):
-        out.data *= np.repeat(scale, np.diff(out.indptr))
-        np.log1p(out.data, out=out.data)
-    else:
-        out *= scale[:, None]
-        np.log1p(out, out=out)
-    return out
+    wrapped = AnnData(out)
+    sc.pp.normalize_total(wrapped, target_sum=TARGET_SUM)
+    sc.pp.log1p(wrapped)
+    return wrapped.X
 
 
 def _normalized_means(X: Matrix, *, normalize: bool) -> np.ndarray:
-    """Per-feature mean of the normalised values, computed in row chunks (never all at once)."""
+    """Per-feature mean of the normalised values, computed in row chunks.
+
+    Chunked because the normalised copy of all rows would double the memory of the data.
+    """
     total = np.zeros(X.shape[1])
     for rows in _row_chunks(X.shape[0]):
         total += np.asarray(_normalize(X[rows], normalize=normalize).sum(axis=0)).ravel()

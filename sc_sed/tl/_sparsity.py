@@ -21,7 +21,10 @@ VAR_KEYS = ("sc_sed_detection_rate", "sc_sed_mean")
 OBS_KEYS = ("sc_sed_n_nonzero", "sc_sed_total")
 
 
-def _feature_detection(X: Matrix) -> np.ndarray:
+# The counts below skip explicitly stored zeros without copying the matrix. scanpy's
+# calculate_qc_metrics gives the same numbers but needs an AnnData and calls
+# eliminate_zeros() on the caller's matrix in place, which must not touch user data.
+def feature_detection(X: Matrix) -> np.ndarray:
     """Fraction of rows in which each feature is non-zero (explicitly stored zeros do not count)."""
     if sparse.issparse(X):
         counts = np.bincount(X.indices[X.data != 0], minlength=X.shape[1])
@@ -30,7 +33,7 @@ def _feature_detection(X: Matrix) -> np.ndarray:
     return counts / X.shape[0]
 
 
-def _row_nnz(X: Matrix) -> np.ndarray:
+def row_nnz(X: Matrix) -> np.ndarray:
     """Count the non-zero entries of each row."""
     if sparse.issparse(X):
         row_of_entry = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
@@ -38,11 +41,13 @@ def _row_nnz(X: Matrix) -> np.ndarray:
     return np.count_nonzero(X, axis=1)
 
 
-def _column_mean(X: Matrix) -> np.ndarray:
+def column_mean(X: Matrix) -> np.ndarray:
+    """Mean of each feature over all rows (zeros included), in float64."""
     return np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
 
 
-def _row_total(X: Matrix) -> np.ndarray:
+def row_total(X: Matrix) -> np.ndarray:
+    """Sum of each row (e.g. the library size), in float64."""
     return np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
 
 
@@ -80,11 +85,11 @@ def sparsity_stats(
     X = _get_matrix(adata, layer, name="adata")
     _check_values(X, name="adata", need_counts=False)
     var_df = pd.DataFrame(
-        dict(zip(VAR_KEYS, (_feature_detection(X), _column_mean(X)), strict=True)),
+        dict(zip(VAR_KEYS, (feature_detection(X), column_mean(X)), strict=True)),
         index=adata.var_names.copy(),
     )
     obs_df = pd.DataFrame(
-        dict(zip(OBS_KEYS, (_row_nnz(X), _row_total(X)), strict=True)),
+        dict(zip(OBS_KEYS, (row_nnz(X), row_total(X)), strict=True)),
         index=adata.obs_names.copy(),
     )
     if not inplace:
@@ -110,14 +115,14 @@ def _safe_pearson(a: np.ndarray, b: np.ndarray) -> float:
 def _sparsity_metrics(X_real: Matrix, X_synth: Matrix) -> dict[str, float]:
     """Zero fractions, detection-rate agreement and the per-row non-zero count distance."""
     zf_real, zf_synth = _zero_fraction(X_real), _zero_fraction(X_synth)
-    det_real, det_synth = _feature_detection(X_real), _feature_detection(X_synth)
+    det_real, det_synth = feature_detection(X_real), feature_detection(X_synth)
     return {
         "zero_fraction_real": zf_real,
         "zero_fraction_synth": zf_synth,
         "zero_fraction_diff": zf_synth - zf_real,
         "detection_rate_pearson": _safe_pearson(det_real, det_synth),
         "detection_rate_mae": float(np.mean(np.abs(det_real - det_synth))),
-        "nnz_per_row_wasserstein": float(wasserstein_distance(_row_nnz(X_real), _row_nnz(X_synth))),
+        "nnz_per_row_wasserstein": float(wasserstein_distance(row_nnz(X_real), row_nnz(X_synth))),
     }
 
 
@@ -125,5 +130,5 @@ def _n_spurious_features(X_synth: Matrix, *references: Matrix) -> int:
     """Features non-zero in some synthetic row but zero in every row of all references."""
     seen = np.zeros(X_synth.shape[1], dtype=bool)
     for X in references:
-        seen |= _feature_detection(X) > 0
-    return int(np.count_nonzero((_feature_detection(X_synth) > 0) & ~seen))
+        seen |= feature_detection(X) > 0
+    return int(np.count_nonzero((feature_detection(X_synth) > 0) & ~seen))

@@ -3,6 +3,12 @@
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
 from ._latent_data import LatentDataModule
 from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
+from ._runner import (
+    LatentStageTrainRunner,
+    StageTrainRunner,
+    quiet_sparse_loading,
+    uses_distributed_sampler,
+)
 from ._sparse_batch import SparseDataSplitter, tokenize_batch
 
 __all__ = [
@@ -10,10 +16,14 @@ __all__ = [
     "AutoencoderTrainingPlan",
     "DiffusionTrainingPlan",
     "LatentDataModule",
+    "LatentStageTrainRunner",
     "LengthBucketBatchSampler",
     "SparseDataSplitter",
+    "StageTrainRunner",
     "lr_factor",
     "padding_factor",
+    "quiet_sparse_loading",
     "row_lengths",
     "tokenize_batch",
+    "uses_distributed_sampler",
 ]

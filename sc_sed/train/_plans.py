@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from scvi.train import TrainingPlan
+from torch.optim.lr_scheduler import LambdaLR
 
 from sc_sed.module import LatentDiffusion, SEDModule
 
@@ -37,8 +39,15 @@ def lr_factor(
     return factor
 
 
-class AutoencoderTrainingPlan(pl.LightningModule):
+class AutoencoderTrainingPlan(TrainingPlan):
     """Trains the set encoder and autoregressive decoder (teacher forcing).
+
+    scvi-tools' :class:`~scvi.train.TrainingPlan` with three differences: only the
+    encoder and decoder train (the diffusion waits for the second stage), AdamW with
+    torch's default ``eps`` is the optimiser, and the learning rate follows a per-step
+    warm-up and decay (:func:`lr_factor` through :class:`torch.optim.lr_scheduler.LambdaLR`).
+    The losses are logged as ``train_loss``/``validation_loss``, the module's extra
+    metrics as ``<name>_train``/``<name>_validation`` (scvi-tools' names).
 
     Parameters
     ----------
@@ -52,6 +61,8 @@ class AutoencoderTrainingPlan(pl.LightningModule):
         Linear warm-up steps; ``None`` uses 5% of the run's optimiser steps (at most 4,000).
     lr_schedule
         Decay after warm-up, see :func:`lr_factor`.
+    **kwargs
+        Further :class:`~scvi.train.TrainingPlan` arguments (e.g. ``eps``, ``compile``).
     """
 
     def __init__(
@@ -62,69 +73,57 @@ class AutoencoderTrainingPlan(pl.LightningModule):
         weight_decay: float = 1e-5,
         warmup_steps: int | None = None,
         lr_schedule: Literal["cosine", "inverse_sqrt", "constant"] = "cosine",
+        **kwargs: Any,
     ):
-        super().__init__()
-        self.module = module
-        self.lr = lr
-        self.weight_decay = weight_decay
+        kwargs = {"optimizer": "AdamW", "eps": 1e-8, **kwargs}
+        super().__init__(module, lr=lr, weight_decay=weight_decay, **kwargs)
         self.warmup_steps = warmup_steps
         self.lr_schedule = lr_schedule
-        # Train only the autoencoder; the denoiser waits for the second stage. This must
-        # happen before Lightning wraps the plan (DDP tracks trainable parameters then).
-        module.requires_grad_(False)
-        module.encoder.requires_grad_(True)
-        module.decoder.requires_grad_(True)
 
-    def _step(self, batch: dict[str, Any], prefix: str) -> torch.Tensor:
-        _, _, out = self.module(batch)
-        n = batch[next(iter(batch))].shape[0]
-        self.log(
-            f"{prefix}_loss",
-            out.loss,
-            on_epoch=True,
-            on_step=False,
-            prog_bar=True,
-            batch_size=n,
-            sync_dist=True,
-        )
-        for name, value in out.extra_metrics.items():
-            self.log(
-                f"{prefix}_{name}",
-                value,
-                on_epoch=True,
-                on_step=False,
-                batch_size=n,
-                sync_dist=True,
-            )
-        return out.loss
+    def setup(self, stage: str) -> None:
+        """Train only the autoencoder (before Lightning/DDP wraps the plan and builds the optimiser)."""
+        if stage == "fit":
+            _train_only(self.module, self.module.encoder, self.module.decoder)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One teacher-forced step."""
-        return self._step(batch, "train")
+    def compute_and_log_metrics(self, loss_output, metrics, mode: str) -> None:
+        """scvi-tools' metric logging, run under ``no_grad`` instead of ``inference_mode``.
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Log the validation loss and index accuracy."""
-        self._step(batch, "validation")
+        Under DDP, Lightning reduces the logged batch sizes in place at the end of an
+        epoch, which fails on tensors made in inference mode ("Inplace update to
+        inference tensor outside InferenceMode"); scvi-tools' method is otherwise used as is.
+        """
+        with torch.no_grad():
+            TrainingPlan.compute_and_log_metrics.__wrapped__(self, loss_output, metrics, mode)
 
     def configure_optimizers(self):
-        """AdamW with warm-up and decay (see :func:`lr_factor`)."""
-        params = [
-            p for n, p in self.module.named_parameters() if n.startswith(("encoder.", "decoder."))
-        ]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        """AdamW over the trainable parameters with warm-up and decay (see :func:`lr_factor`)."""
+        config = super().configure_optimizers()
         total = int(self.trainer.estimated_stepping_batches)
         warmup = (
             self.warmup_steps if self.warmup_steps is not None else min(4000, int(0.05 * total))
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(self.lr_schedule, warmup, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = LambdaLR(config["optimizer"], lr_factor(self.lr_schedule, warmup, total))
+        return {**config, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def _train_only(module: torch.nn.Module, *parts: torch.nn.Module) -> None:
+    """Freeze ``module`` except ``parts``; everything in training mode (frozen parts are unused)."""
+    module.requires_grad_(False).train()
+    for part in parts:
+        part.requires_grad_(True)
+
+
+# Not a scvi-tools TrainingPlan: its forward, ELBO metrics and KL warm-up assume a
+# BaseModuleClass that returns a LossOutput from (inference, generative, loss); the
+# diffusion is a plain nn.Module whose batches are (latent, condition) tuples and whose
+# loss is one tensor, so only Lightning's hooks are shared.
 class DiffusionTrainingPlan(pl.LightningModule):
     """Trains a :class:`~sc_sed.module.LatentDiffusion` on standardised vectors; keeps an EMA.
 
     SED passes ``SEDModule.diffusion`` (fed with frozen encoder means); the dense DDPM
-    baseline passes its own diffusion over whole rows.
+    baseline passes its own diffusion over whole rows. The EMA of the denoiser is the
+    module's :class:`torch.optim.swa_utils.AveragedModel` (``module.ema``), updated
+    after every optimiser step.
 
     Parameters
     ----------
@@ -137,6 +136,10 @@ class DiffusionTrainingPlan(pl.LightningModule):
     ema_decay
         Decay of the exponential moving average of the denoiser weights. Early in
         training the effective decay is ``min(ema_decay, (1 + step) / (10 + step))``.
+    min_validation_draws
+        Each held-out vector is scored with several noise draws, so that the validation
+        loss averages over at least this many (given ``n_obs_validation``, which the
+        runner sets) and reflects all noise levels rather than a few.
     """
 
     def __init__(
@@ -146,15 +149,20 @@ class DiffusionTrainingPlan(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ema_decay: float = 0.999,
+        min_validation_draws: int = 1024,
     ):
         super().__init__()
         self.module = module
         self.lr = lr
         self.weight_decay = weight_decay
         self.ema_decay = ema_decay
-        # Train only the denoiser (set before Lightning/DDP wraps the plan).
-        module.requires_grad_(False)
-        module.denoiser.requires_grad_(True)
+        self.min_validation_draws = min_validation_draws
+        self.n_obs_validation: int | None = None
+
+    def setup(self, stage: str) -> None:
+        """Train only the denoiser (before Lightning/DDP wraps the plan and builds the optimiser)."""
+        if stage == "fit":
+            _train_only(self.module, self.module.denoiser)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
@@ -174,9 +182,15 @@ class DiffusionTrainingPlan(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        """Diffusion loss on held-out latents."""
+        """Diffusion loss on held-out latents, with the same noise draws every epoch.
+
+        Fixed draws make epochs comparable, so early stopping reacts to the model and
+        not to the noise of a small validation set.
+        """
         z, cond = batch
-        loss = self.module.loss(z, cond)
+        draws = max(1, math.ceil(self.min_validation_draws / max(1, self.n_obs_validation or 1)))
+        generator = torch.Generator(device=z.device).manual_seed(batch_idx)
+        loss = self.module.loss(z.repeat(draws, 1), cond.repeat(draws, 1), generator=generator)
         self.log(
             "validation_diffusion_loss",
             loss,
@@ -187,13 +201,13 @@ class DiffusionTrainingPlan(pl.LightningModule):
         )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        """Update the EMA weights."""
+        """Update the EMA weights (with a warm-up of the decay)."""
         step = self.global_step
         self.module.update_ema(min(self.ema_decay, (1 + step) / (10 + step)))
 
     def on_fit_end(self) -> None:
         """Freeze everything again."""
-        self.module.requires_grad_(False)
+        self.module.requires_grad_(False).eval()
 
     def configure_optimizers(self):
         """AdamW with a short warm-up and cosine decay (see :func:`lr_factor`)."""
@@ -201,7 +215,5 @@ class DiffusionTrainingPlan(pl.LightningModule):
             self.module.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lr_factor("cosine", min(500, total // 20), total)
-        )
+        sched = LambdaLR(opt, lr_factor("cosine", min(500, total // 20), total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

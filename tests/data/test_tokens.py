@@ -3,10 +3,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from sc_sed._vocab import TokenVocabulary
 from sc_sed.data import (
     csr_to_tokens,
     pairs_to_csr,
-    special_ids,
     tokens_from_tensor,
     tokens_to_csr,
 )
@@ -31,7 +31,8 @@ def test_round_trip_is_exact(rng):
 def test_framing_sorted_and_masked(rng):
     x = _random_csr(rng)
     tok = csr_to_tokens(x)
-    end, start, pad = special_ids(x.shape[1])
+    vocab = TokenVocabulary(x.shape[1])
+    end, start, pad = vocab.end, vocab.start, vocab.pad
     lengths = np.diff(x.indptr)
     assert tok.index.shape == (x.shape[0], lengths.max() + 2)
     assert (tok.index[:, 0] == start).all()
@@ -80,7 +81,7 @@ def test_long_rows_error_and_truncate():
 
 def test_pairs_to_csr_ignores_special_ids():
     d = 6
-    end, _, pad = special_ids(d)
+    end, pad = TokenVocabulary(d).end, TokenVocabulary(d).pad
     index = torch.tensor([[0, 2, 5, pad], [1, pad, pad, pad], [pad, pad, pad, pad]])
     value = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 0.0, 0.0, 0.0], [0.0] * 4])
     m = pairs_to_csr(index, value, d)
