@@ -148,6 +148,14 @@ class IndexHead(nn.Module):
 
     n_features: int
 
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """Per-row terms of the context (latent) on the logits; constant over a decoded row.
+
+        Decoding computes them once per call (and keeps them through compaction) and passes
+        them to :meth:`sample` as ``context_terms``.
+        """
+        raise NotImplementedError
+
     def prepare(self, allowed: torch.Tensor | None, device: torch.device) -> Any:
         """Build per-call lookup tables of the allowed features (pass them to :meth:`sample`)."""
         raise NotImplementedError
@@ -197,11 +205,13 @@ class IndexHead(nn.Module):
         temperature: float = 1.0,
         greedy: bool = False,
         tables: Any = None,
+        context_terms: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """Draw the next id for each row (``D`` = END).
 
         See :meth:`log_prob` for the arguments; ``tables`` is the result of
-        :meth:`prepare` for ``allowed`` (built here when None). At temperature 1 the id
+        :meth:`prepare` for ``allowed`` (built here when None), ``context_terms`` that of
+        :meth:`context_terms` (replaces ``context``). At temperature 1 the id
         is drawn by inversion (:func:`hazard_sample`), otherwise from
         ``softmax(log p / temperature)``; ``greedy`` takes the most likely id.
         """
@@ -232,13 +242,19 @@ class FlatIndexHead(IndexHead):
         ids = torch.arange(self.n_features, device=device)
         return _FlatTables(ids, None if allowed is None else allowed.to(device))
 
-    def _logits_and_valid(self, h, last, tables, context):
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """``(context_proj(context),)``, or None without a context; see :class:`IndexHead`."""
+        if self.context_proj is None or context is None:
+            return None
+        return (self.context_proj(context),)
+
+    def _logits_and_valid(self, h, last, tables, terms):
         valid = tables.ids > last.unsqueeze(-1)
         if tables.allowed is not None:
             valid = valid & tables.allowed
         logits = self.proj(h)
-        if self.context_proj is not None and context is not None:
-            logits = logits + self.context_proj(context)
+        if terms is not None:
+            logits = logits + terms[0]
         return logits, valid
 
     def log_probs(
@@ -249,7 +265,8 @@ class FlatIndexHead(IndexHead):
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
-        logits, valid = self._logits_and_valid(h, last, self.prepare(allowed, h.device), context)
+        tables = self.prepare(allowed, h.device)
+        logits, valid = self._logits_and_valid(h, last, tables, self.context_terms(context))
         return hazard_log_probs(logits, valid)
 
     def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
@@ -260,11 +277,12 @@ class FlatIndexHead(IndexHead):
 
     def sample(
         self, h, last, allowed=None, context=None, *,
-        generator=None, temperature=1.0, greedy=False, tables=None,
+        generator=None, temperature=1.0, greedy=False, tables=None, context_terms=None,
     ):  # fmt: skip
         """Draw the next id for each row (``D`` = END); see :meth:`IndexHead.sample`."""
         tables = self.prepare(allowed, h.device) if tables is None else tables
-        logits, valid = self._logits_and_valid(h, last, tables, context)
+        terms = self.context_terms(context) if context_terms is None else context_terms
+        logits, valid = self._logits_and_valid(h, last, tables, terms)
         return _draw(logits, valid, generator, temperature, greedy)
 
 
@@ -340,46 +358,52 @@ class FactorisedIndexHead(IndexHead):
         block_last_id = torch.where(last_offset >= 0, first_id + last_offset, -1)
         return _FactorisedTables(table, block_last_id, offsets)
 
-    def _block_logits(self, h, last, tables, context):
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """Block-logit term and low-rank offset code of the context (None without one)."""
+        if self.context_block is None or context is None:
+            return None
+        return self.context_block(context), self.context_rank(context)
+
+    def _block_logits(self, h, last, tables, terms):
         valid = tables.block_last_id > last.unsqueeze(-1)
         logits = self.block_proj(h)
-        if self.context_block is not None and context is not None:
-            logits = logits + self.context_block(context)
+        if terms is not None:
+            logits = logits + terms[0]
         return logits, valid
 
-    def _offset_logits(self, h, block, last, tables, context):
+    def _offset_logits(self, h, block, last, tables, terms):
         block = block.clamp_max(self.n_blocks - 1)  # END rows: any block, result unused
         logits = self.offset_proj(h + self.block_embedding(block))
-        if self.context_offset is not None and context is not None:
-            low_rank = self.context_rank(context).unsqueeze(-2)  # (..., 1, rank)
+        if terms is not None:
+            low_rank = terms[1].unsqueeze(-2)  # (..., 1, rank)
             logits = logits + (self.context_offset[block] * low_rank).sum(-1)
         ids = block.unsqueeze(-1) * self.block_size + tables.offsets
         valid = (ids > last.unsqueeze(-1)) & tables.allowed[block]
         return logits, valid
 
-    def _offset_log_probs(self, h, block, last, tables, context):
+    def _offset_log_probs(self, h, block, last, tables, terms):
         """Within-block log-probabilities, conditioned on some offset being chosen."""
-        logits, valid = self._offset_logits(h, block, last, tables, context)
+        logits, valid = self._offset_logits(h, block, last, tables, terms)
         return _condition_on_success(hazard_log_probs(logits, valid), valid)
 
     def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
         """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""
-        tables = self.prepare(allowed, h.device)
-        block_logp = hazard_log_probs(*self._block_logits(h, last, tables, context))
+        tables, terms = self.prepare(allowed, h.device), self.context_terms(context)
+        block_logp = hazard_log_probs(*self._block_logits(h, last, tables, terms))
         is_end = target >= self.n_features
         block = torch.where(is_end, self.n_blocks, target // self.block_size)
-        offset_logp = self._offset_log_probs(h, block, last, tables, context)
+        offset_logp = self._offset_log_probs(h, block, last, tables, terms)
         target_offset_logp = _gather_last(
             offset_logp, torch.where(is_end, 0, target % self.block_size)
         )
         target_logp = _gather_last(block_logp, block) + torch.where(is_end, 0.0, target_offset_logp)
         if not return_argmax:
             return target_logp
-        return target_logp, self._most_likely(h, last, tables, block_logp, context)
+        return target_logp, self._most_likely(h, last, tables, block_logp, terms)
 
-    def _most_likely(self, h, last, tables, block_logp, context):
+    def _most_likely(self, h, last, tables, block_logp, terms):
         block = block_logp.argmax(-1)
-        offset = self._offset_log_probs(h, block, last, tables, context).argmax(-1)
+        offset = self._offset_log_probs(h, block, last, tables, terms).argmax(-1)
         return self._to_id(block, offset)
 
     def _to_id(self, block: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
@@ -389,13 +413,14 @@ class FactorisedIndexHead(IndexHead):
 
     def sample(
         self, h, last, allowed=None, context=None, *,
-        generator=None, temperature=1.0, greedy=False, tables=None,
+        generator=None, temperature=1.0, greedy=False, tables=None, context_terms=None,
     ):  # fmt: skip
         """Draw the next id (``D`` = END); see :meth:`IndexHead.sample`."""
         tables = self.prepare(allowed, h.device) if tables is None else tables
-        block_logits, block_valid = self._block_logits(h, last, tables, context)
+        terms = self.context_terms(context) if context_terms is None else context_terms
+        block_logits, block_valid = self._block_logits(h, last, tables, terms)
         block = _draw(block_logits, block_valid, generator, temperature, greedy)
-        offset_logits, offset_valid = self._offset_logits(h, block, last, tables, context)
+        offset_logits, offset_valid = self._offset_logits(h, block, last, tables, terms)
         offset = _draw(
             offset_logits, offset_valid, generator, temperature, greedy, at_least_one=True
         )
