@@ -198,8 +198,8 @@ class ARDecoder(nn.Module):
 
     def _step_static(self, state) -> torch.Tensor:
         """One step with fixed shapes: every tensor read is a buffer of ``state``."""
-        steps = state.position.expand_as(state.token_i)
-        x = self.embed(state.token_i, state.token_v, steps, state.z_in).unsqueeze(1)
+        steps = state.position.expand_as(state.input_index)
+        x = self.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
         key_mask = (state.key_positions <= state.position).unsqueeze(0)
         for block, cache, kv in zip(self.blocks, state.caches, state.memory_kv, strict=True):
             x = block(

@@ -116,16 +116,16 @@ class _DecodeState:
         self.rows = torch.arange(n_rows, device=device)  # original row of each active row
         self.done = torch.zeros(n_rows, dtype=torch.bool, device=device)
         self.last = torch.full((n_rows,), -1, dtype=torch.long, device=device)
-        self.token_i = torch.full((n_rows,), self.vocab.start, dtype=torch.long, device=device)
-        self.token_v = torch.zeros(n_rows, device=device)
-        self.prefix_i = self.token_i[:, None].clone()
-        self.prefix_v = self.token_v[:, None].clone()
+        self.input_index = torch.full((n_rows,), self.vocab.start, dtype=torch.long, device=device)
+        self.input_value = torch.zeros(n_rows, device=device)
+        self.prefix_index = self.input_index[:, None].clone()
+        self.prefix_value = self.input_value[:, None].clone()
         self.position = torch.zeros(1, dtype=torch.long, device=device)  # static path
         self.key_positions = torch.arange(max_length, device=device)
-        self.out_i = torch.full(
+        self.generated_index = torch.full(
             (n_rows, max_length), self.vocab.pad, dtype=torch.long, device=device
         )
-        self.out_v = torch.zeros((n_rows, max_length), device=device)
+        self.generated_value = torch.zeros((n_rows, max_length), device=device)
         self.n_nonzero = torch.zeros(n_rows, dtype=torch.long, device=device)
 
     def _cache(self, decoder, n_rows, max_length, dtype, device) -> KVCache:
@@ -143,30 +143,32 @@ class _DecodeState:
             return decoder._step_static(self)
         if self.use_cache:
             return decoder._step_cached(
-                self.token_i, self.token_v, step, self.caches, self.memory_kv, self.z_in
+                self.input_index, self.input_value, step, self.caches, self.memory_kv, self.z_in
             )
-        return decoder._step_full(self.prefix_i, self.prefix_v, self.memory_kv, self.z_in)
+        return decoder._step_full(self.prefix_index, self.prefix_value, self.memory_kv, self.z_in)
 
     def record(self, next_id: torch.Tensor, next_value: torch.Tensor, step: int) -> None:
         """Write one step's draws (device ops only: no host-device sync)."""
         # Masked writes instead of boolean indexing; finished rows keep their padding.
         emit = ~self.done & self.vocab.is_feature(next_id)
         self.done |= ~self.vocab.is_feature(next_id)
-        self.out_i[self.rows, step] = torch.where(emit, next_id, self.vocab.pad)
-        self.out_v[self.rows, step] = torch.where(emit, next_value.to(self.out_v.dtype), 0.0)
+        self.generated_index[self.rows, step] = torch.where(emit, next_id, self.vocab.pad)
+        self.generated_value[self.rows, step] = torch.where(
+            emit, next_value.to(self.generated_value.dtype), 0.0
+        )
         self.n_nonzero[self.rows] += emit.long()
         self.last = torch.where(emit, next_id, self.last)
-        token_i = next_id.clamp_max(self.vocab.end - 1)
-        token_v = next_value.to(self.token_v.dtype)
+        input_index = next_id.clamp_max(self.vocab.end - 1)
+        input_value = next_value.to(self.input_value.dtype)
         if self.static:  # fixed addresses: the captured step reads these buffers
-            self.token_i.copy_(token_i)
-            self.token_v.copy_(token_v)
+            self.input_index.copy_(input_index)
+            self.input_value.copy_(input_value)
             self.position += 1
             return
-        self.token_i, self.token_v = token_i, token_v
+        self.input_index, self.input_value = input_index, input_value
         if not self.use_cache:  # only the uncached path re-reads the whole prefix
-            self.prefix_i = torch.cat([self.prefix_i, token_i[:, None]], dim=1)
-            self.prefix_v = torch.cat([self.prefix_v, token_v[:, None]], dim=1)
+            self.prefix_index = torch.cat([self.prefix_index, input_index[:, None]], dim=1)
+            self.prefix_value = torch.cat([self.prefix_value, input_value[:, None]], dim=1)
 
     def finished_or_compacted(self) -> bool:
         """Return True when every row has finished (one host-device sync).
@@ -193,10 +195,10 @@ class _DecodeState:
             "rows",
             "done",
             "last",
-            "token_i",
-            "token_v",
-            "prefix_i",
-            "prefix_v",
+            "input_index",
+            "input_value",
+            "prefix_index",
+            "prefix_value",
             "z_in",
         )
         for name in per_row:
@@ -207,7 +209,7 @@ class _DecodeState:
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(index, value, n_nonzero)`` trimmed to the longest generated row."""
         length = int(self.n_nonzero.max()) if self.n_nonzero.numel() else 0
-        return self.out_i[:, :length], self.out_v[:, :length], self.n_nonzero
+        return self.generated_index[:, :length], self.generated_value[:, :length], self.n_nonzero
 
 
 class _CapturedStep:
