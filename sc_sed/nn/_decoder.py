@@ -190,7 +190,7 @@ class ARDecoder(nn.Module):
 
     # -- generation ---------------------------------------------------------------------
     def _step_cached(self, index, value, step, caches, memory_kv, z_in):
-        steps = torch.full_like(index, step)
+        steps = torch.full((1,), step, device=index.device)  # broadcast over rows
         x = self.embed(index, value, steps, z_in).unsqueeze(1)
         for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
             x = block(x, memory_kv=kv, cache=cache)
@@ -198,7 +198,7 @@ class ARDecoder(nn.Module):
 
     def _step_static(self, state) -> torch.Tensor:
         """One step with fixed shapes: every tensor read is a buffer of ``state``."""
-        steps = state.position.expand_as(state.input_index)
+        steps = state.position  # (1,), broadcast over rows
         x = self.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
         key_mask = (state.key_positions <= state.position).unsqueeze(0)
         for block, cache, kv in zip(self.blocks, state.caches, state.memory_kv, strict=True):
