@@ -13,9 +13,11 @@ with the pairs it emits. So after training, SED's index head is set to a history
 hazard: its output weights and its latent term are zeroed and its biases make every
 allowed feature present independently with probability ``p = mean non-zeros / allowed
 features`` (for the factorised head: block bias ``logit(1 - (1 - p)^block)``, offset bias
-``logit(p)``, which is the same law). Generated rows then have Binomial lengths with the
-data's mean (printed as ``nnz/cell`` beside the data's), and every step does the work of
-the real decoder; the value head and the latent diffusion are the trained ones. The
+``logit(p)``: the same law for whole blocks; after an emission inside a block its rest
+keeps the whole-block probability, so rows come out somewhat longer, a conservative
+workload). Generated rows then have about Binomial lengths with the data's mean (printed
+as ``nnz/cell`` beside the data's), and every step does the work of the real decoder; the
+value head and the latent diffusion are the trained ones. The
 dense DDPM and scVI are used as trained (their cost does not depend on the output).
 
 All methods use the same number of diffusion steps (``--n-steps``; scVI has none), the
