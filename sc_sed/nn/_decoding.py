@@ -47,19 +47,7 @@ def decode(
     check_every: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the decoding loop; see :meth:`ARDecoder.generate` for the arguments."""
-    if (static_shapes or cuda_graph) and not use_cache:
-        msg = (
-            "static_shapes/cuda_graph need use_cache=True (the uncached path re-reads the prefix)."
-        )
-        raise ValueError(msg)
-    if cuda_graph and z.device.type != "cuda":
-        msg = f"cuda_graph=True needs latents on a CUDA device, got {z.device}."
-        raise ValueError(msg)
-    if check_every is None:
-        check_every = 1 if z.device.type == "cpu" else GPU_CHECK_EVERY
-    if int(check_every) < 1:
-        msg = f"check_every must be a positive integer, got {check_every!r}."
-        raise ValueError(msg)
+    check_every = _check_options(z.device, use_cache, static_shapes, cuda_graph, check_every)
     static = static_shapes or cuda_graph
     with _autocast(z.device, autocast_dtype):
         state = _DecodeState(decoder, z, max_length, allowed, use_cache, static, autocast_dtype)
@@ -78,6 +66,24 @@ def decode(
             if (step + 1) % check_every == 0 and state.finished_or_compacted():
                 break
     return state.result()
+
+
+def _check_options(device, use_cache, static_shapes, cuda_graph, check_every) -> int:
+    """Validate the decoding options; return the number of steps between finish checks."""
+    if (static_shapes or cuda_graph) and not use_cache:
+        msg = (
+            "static_shapes/cuda_graph need use_cache=True (the uncached path re-reads the prefix)."
+        )
+        raise ValueError(msg)
+    if cuda_graph and device.type != "cuda":
+        msg = f"cuda_graph=True needs latents on a CUDA device, got {device}."
+        raise ValueError(msg)
+    if check_every is None:
+        check_every = 1 if device.type == "cpu" else GPU_CHECK_EVERY
+    if int(check_every) < 1:
+        msg = f"check_every must be a positive integer, got {check_every!r}."
+        raise ValueError(msg)
+    return int(check_every)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
