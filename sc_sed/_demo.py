@@ -49,7 +49,9 @@ class DemoConfig:
     ``max_epochs=None`` trains the autoencoder for ``CPU_AE_EPOCHS`` epochs on a CPU and
     for the model's data-size default (more) on a GPU; ``diffusion_max_epochs=None``
     likewise uses ``CPU_DIFFUSION_EPOCHS`` on a CPU; ``batch_size=None`` uses
-    ``CPU_BATCH_SIZE`` rows on a CPU and the model's default (32) on a GPU.
+    ``CPU_BATCH_SIZE`` rows on a CPU and the model's default (32) on a GPU;
+    ``threads=None`` picks torch CPU threads that do not oversubscribe the machine
+    (:func:`sc_sed._threads.recommended_threads`).
     """
 
     out: Path = Path("sc_sed_demo")
@@ -64,6 +66,7 @@ class DemoConfig:
     batch_size: int | None = None
     n_steps: int = 50
     figures: bool = True
+    threads: int | None = None
 
 
 def stratified_split(
@@ -115,8 +118,9 @@ def _figures(heldout, synth, out: Path, seed: int) -> list[str]:
 def run_demo(cfg: DemoConfig) -> pd.DataFrame:
     """Train, generate as many cells as the held-out set (same label mix), evaluate, write files.
 
-    Writes ``synthetic.h5ad``, ``metrics.csv``, ``summary.json``, the trained model
-    (``model/``) and figures into ``cfg.out``.
+    Writes ``synthetic.h5ad``, ``metrics.csv``, ``summary.json`` (with the seconds each
+    stage took, ``stage_seconds``), the trained model (``model/``) and figures into
+    ``cfg.out``.
 
     Parameters
     ----------
@@ -131,6 +135,10 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
 
     import sc_sed
 
+    from ._threads import apply_threads
+
+    stages = _StageClock()
+    threads = apply_threads(cfg.threads)
     scvi.settings.seed = cfg.seed  # the model's initial weights too, not only training
     cfg.out.mkdir(parents=True, exist_ok=True)
     adata = sc_sed.datasets.pbmc68k_counts()
@@ -144,7 +152,7 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
         n_layers=cfg.n_layers,
         n_latent=cfg.n_latent,
     )
-    start = time.time()
+    stages.lap("load")
     on_cpu = _on_cpu(cfg.accelerator)
     max_epochs = cfg.max_epochs or (CPU_AE_EPOCHS if on_cpu else None)
     batch_size = cfg.batch_size or (CPU_BATCH_SIZE if on_cpu else 32)
@@ -156,23 +164,25 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
         batch_size=batch_size,
         seed=cfg.seed,
     )
-    train_s = time.time() - start
+    train_s = stages.lap("train")
     labels = heldout.obs["bulk_labels"].value_counts()
-    start = time.time()
     synth = model.generate(
         None,
         labels={k: int(v) for k, v in labels.items() if v > 0},
         n_steps=cfg.n_steps,
         seed=cfg.seed,
     )
-    gen_s = time.time() - start
+    gen_s = stages.lap("generate")
     metrics = sc_sed.tl.evaluate(
         heldout, synth, layer="counts", groupby="bulk_labels", train=train, seed=cfg.seed
     )
+    stages.lap("evaluate")
     synth.write_h5ad(cfg.out / "synthetic.h5ad")
     metrics.to_csv(cfg.out / "metrics.csv", index=False)
     model.save(cfg.out / "model", overwrite=True)
+    stages.lap("save")
     figures = _figures(heldout, synth, cfg.out, cfg.seed) if cfg.figures else []
+    stages.lap("figures")
     summary = {
         "n_train": int(train.n_obs),
         "n_heldout": int(heldout.n_obs),
@@ -180,11 +190,28 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
         "train_seconds": round(train_s, 1),
         "generate_seconds": round(gen_s, 1),
         "device": str(model.device),
+        "threads": threads,
+        "stage_seconds": stages.seconds,
         "figures": figures,
         "metrics": overall_metrics(metrics),
     }
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return metrics
+
+
+class _StageClock:
+    """Seconds of consecutive stages: :meth:`lap` closes the stage running since the last."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, name: str) -> float:
+        """Record the stage ``name`` as ended now; return its seconds."""
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._start, 1)
+        self._start = now
+        return self.seconds[name]
 
 
 def overall_metrics(metrics: pd.DataFrame) -> dict[str, float]:

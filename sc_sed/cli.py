@@ -20,6 +20,7 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_hidden=args.n_hidden,
         figures=not args.no_figures,
+        threads=args.threads,
     )
     metrics = run_demo(cfg)
     summary = json.loads((cfg.out / "summary.json").read_text())
@@ -30,6 +31,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         f"trained in {summary['train_seconds']} s, generated in {summary['generate_seconds']} s on {summary['device']}"
     )
+    stages = ", ".join(f"{k} {v} s" for k, v in summary["stage_seconds"].items())
+    print(f"stages ({summary['threads']} CPU thread(s)): {stages}")
     for name, value in overall_metrics(metrics).items():
         print(f"  {name:<26s} {value:10.4f}")
     print(
@@ -95,7 +98,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for torch (default: torch's choice). Use 1 when other jobs share the cores.",
+        help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the physical cores "
+        "not busy with other work, 1 per process under DDP).",
     )
 
 
@@ -165,10 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sc-sed`` console script."""
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        import torch
+    from ._threads import apply_threads
 
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     return args.func(args)
 
 

@@ -96,6 +96,9 @@ def test_demo_job_writes_every_output(tmp_path):
     assert summary["n_generated"] == summary["n_heldout"]
     assert summary["metrics"]["n_spurious_features"] == 0
     assert {"scc", "mmd", "zero_fraction_synth"} <= set(metrics["metric"])
+    stages = summary["stage_seconds"]
+    assert list(stages) == ["load", "train", "generate", "evaluate", "save", "figures"]
+    assert all(v >= 0 for v in stages.values()) and summary["threads"] >= 1
 
 
 def test_demo_is_reproducible_for_a_seed(tmp_path):

@@ -5,7 +5,7 @@ from ._decoder import ARDecoder
 from ._denoiser import LatentDenoiser, ResidualBlock
 from ._embeddings import IndexEmbedding, NoiseLevelEmbedding, ValueEmbedding, sinusoidal
 from ._encoder import SetEncoder
-from ._heads import FactorisedIndexHead, FlatIndexHead, make_index_head
+from ._heads import FactorisedIndexHead, FlatIndexHead, IndexHead, make_index_head
 from ._likelihoods import ValueHead, sample_gamma
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "FactorisedIndexHead",
     "FlatIndexHead",
     "IndexEmbedding",
+    "IndexHead",
     "KVCache",
     "LatentDenoiser",
     "NoiseLevelEmbedding",

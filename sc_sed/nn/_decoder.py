@@ -8,6 +8,8 @@ from torch import nn
 from sc_sed._vocab import TokenVocabulary
 
 from ._attention import KVCache, TransformerBlock
+from ._attention import TransformerBlock
+from ._decoding import decode
 from ._embeddings import IndexEmbedding, ValueEmbedding, sinusoidal
 from ._heads import make_index_head
 from ._likelihoods import ValueHead, ValueLikelihood
@@ -190,12 +192,23 @@ class ARDecoder(nn.Module):
             "index_correct": (guess == target) & target_mask,
         }
 
-    # -- generation --------------------------------------------------------------------
+    # -- generation ---------------------------------------------------------------------
     def _step_cached(self, index, value, step, caches, memory_kv, z_in):
-        steps = torch.full_like(index, step)
+        steps = torch.full((1,), step, device=index.device)  # broadcast over rows
         x = self.embed(index, value, steps, z_in).unsqueeze(1)
         for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
             x = block(x, memory_kv=kv, cache=cache)
+        return self.norm(x)[:, 0]
+
+    def _step_static(self, state) -> torch.Tensor:
+        """One step with fixed shapes: every tensor read is a buffer of ``state``."""
+        steps = state.position  # (1,), broadcast over rows
+        x = self.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
+        key_mask = (state.key_positions <= state.position).unsqueeze(0)
+        for block, cache, kv in zip(self.blocks, state.caches, state.memory_kv, strict=True):
+            x = block(
+                x, memory_kv=kv, cache=cache, cache_position=state.position, key_mask=key_mask
+            )
         return self.norm(x)[:, 0]
 
     def _step_full(self, prefix_index, prefix_value, memory_kv, z_in):
@@ -216,6 +229,10 @@ class ARDecoder(nn.Module):
         temperature: float = 1.0,
         greedy: bool = False,
         use_cache: bool = True,
+        static_shapes: bool = False,
+        cuda_graph: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+        check_every: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode (index, value) pairs for each latent, batched, until END or ``max_length``.
 
@@ -236,106 +253,31 @@ class ARDecoder(nn.Module):
         use_cache
             Keep keys/values of earlier steps (O(length) per step) instead of recomputing
             the whole prefix (O(length²) per step). Both give the same result.
+        static_shapes
+            Fixed batch slots (finished rows are masked, not removed) and a KV cache
+            preallocated at ``max_length``: every step has the same shapes. Slower on a
+            CPU; the basis of ``cuda_graph``. Same result as the default path up to
+            floating-point rounding.
+        cuda_graph
+            Capture one decoding step in a CUDA graph and replay it (implies
+            ``static_shapes``; CUDA only). Sampling stays outside the graph.
+        autocast_dtype
+            Run the network under autocast in this dtype (e.g. ``torch.bfloat16`` on a
+            GPU); None keeps the weights' dtype.
+        check_every
+            Steps between checks whether every row has finished (each check waits for the
+            device). None: every step on a CPU (free there), every 16 steps elsewhere.
 
         Returns
         -------
-        ``index`` ``(batch, L)`` (strictly increasing feature ids per row, then
-        ``n_features + 2`` as padding), ``value`` ``(batch, L)`` and ``n_nonzero``
-        ``(batch,)``, with ``L`` the longest generated row.
+        ``index`` ``(batch, L)`` (strictly increasing feature ids per row, then the PAD id
+        ``n_features + 2``), ``value`` ``(batch, L)`` and ``n_nonzero`` ``(batch,)``, with
+        ``L`` the longest generated row. The same ``generator`` state gives the same
+        output on the same device with the same options.
         """
-        state = _DecodeState(self, z, max_length, use_cache)
-        for step in range(max_length + 1):
-            if use_cache:
-                h = self._step_cached(
-                    state.token_i, state.token_v, step, state.caches, state.memory_kv, state.z_in
-                )
-            else:
-                h = self._step_full(state.prefix_i, state.prefix_v, state.memory_kv, state.z_in)
-            if step == max_length:
-                break
-            nxt = self.index_head.sample(
-                h, state.last, allowed, state.z,
-                generator=generator, temperature=temperature, greedy=greedy,
-            )  # fmt: skip
-            params = self.value_head(h, self.index_embedding(nxt.clamp_max(self.n_features - 1)))
-            val = self.value_head.sample(params, generator=generator, greedy=greedy)
-            if not state.advance(nxt, val, step):
-                break
-        return state.result()
-
-
-class _DecodeState:
-    """Book-keeping of batched decoding: outputs, finished rows, caches, compaction."""
-
-    def __init__(self, decoder: ARDecoder, z: torch.Tensor, max_length: int, use_cache: bool):
-        b, device = z.shape[0], z.device
-        self.d = decoder.n_features
-        pad = self.d + 2
-        memory = decoder.make_memory(z)
-        self.memory_kv = [blk.cross_attn.project_kv(memory) for blk in decoder.blocks]
-        self.z = z
-        self.z_in = decoder.latent_input(z)
-        self.caches = []
-        if use_cache:
-            attn = decoder.blocks[0].self_attn
-            self.caches = [
-                KVCache(b, attn.n_heads, max_length + 1, attn.head_dim, device, memory.dtype)
-                for _ in decoder.blocks
-            ]
-        self.rows = torch.arange(b, device=device)  # original row of each active row
-        self.done = torch.zeros(b, dtype=torch.bool, device=device)
-        self.last = torch.full((b,), -1, dtype=torch.long, device=device)
-        self.token_i = torch.full((b,), self.d + 1, dtype=torch.long, device=device)
-        self.token_v = torch.zeros(b, device=device)
-        self.keep_prefix = not use_cache
-        self.prefix_i = self.token_i[:, None].clone()
-        self.prefix_v = self.token_v[:, None].clone()
-        self.out_i = torch.full((b, max_length), pad, dtype=torch.long, device=device)
-        self.out_v = torch.zeros((b, max_length), device=device)
-        self.n_nonzero = torch.zeros(b, dtype=torch.long, device=device)
-
-    def advance(self, nxt: torch.Tensor, val: torch.Tensor, step: int) -> bool:
-        """Record one step; return False when every row has finished."""
-        # Masked writes instead of boolean indexing: no host-device sync per step, and
-        # finished rows keep their padding.
-        emit = ~self.done & (nxt < self.d)
-        self.done |= nxt >= self.d
-        self.out_i[self.rows, step] = torch.where(emit, nxt, self.d + 2)
-        self.out_v[self.rows, step] = torch.where(emit, val.to(self.out_v.dtype), 0.0)
-        self.n_nonzero[self.rows] += emit.long()
-        n_done = int(self.done.sum())  # the one sync of a step: stop and compaction
-        if n_done == self.done.numel():
-            return False
-        self.last = torch.where(emit, nxt, self.last)
-        self.token_i, self.token_v = nxt.clamp_max(self.d - 1), val
-        if self.keep_prefix:  # only the uncached path re-reads the whole prefix
-            self.prefix_i = torch.cat([self.prefix_i, self.token_i[:, None]], dim=1)
-            self.prefix_v = torch.cat([self.prefix_v, self.token_v[:, None]], dim=1)
-        if 4 * n_done >= self.done.numel():
-            self._compact(~self.done)
-        return True
-
-    def _compact(self, keep: torch.Tensor) -> None:
-        """Drop finished rows from every per-row tensor (amortised: at most O(log b) times)."""
-        idx = keep.nonzero().squeeze(1)
-        for cache in self.caches:
-            cache.select(idx)
-        self.memory_kv = [
-            (k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.memory_kv
-        ]
-        for name in (
-            "rows",
-            "done",
-            "last",
-            "token_i",
-            "token_v",
-            "prefix_i",
-            "prefix_v",
-            "z",
-            "z_in",
-        ):
-            setattr(self, name, getattr(self, name).index_select(0, idx))
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        length = int(self.n_nonzero.max()) if self.n_nonzero.numel() else 0
-        return self.out_i[:, :length], self.out_v[:, :length], self.n_nonzero
+        return decode(
+            self, z, max_length, allowed=allowed, generator=generator,
+            temperature=temperature, greedy=greedy, use_cache=use_cache,
+            static_shapes=static_shapes, cuda_graph=cuda_graph,
+            autocast_dtype=autocast_dtype, check_every=check_every,
+        )  # fmt: skip

@@ -23,6 +23,7 @@ term to the logits, a direct path from the latent to "which features are present
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,11 @@ def gumbel_argmax(
     return (logits / temperature + gumbel).argmax(-1)
 
 
+def _log_fail(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``log(1 - sigmoid(logits))`` at valid positions, 0 (a sure "no") elsewhere, in float32."""
+    return torch.where(valid, F.logsigmoid(-logits.float()), 0.0)
+
+
 def hazard_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Log-probabilities of "first success" among ``valid`` positions, plus "none" last.
 
@@ -59,52 +65,96 @@ def hazard_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     ``(..., n + 1)``: ``log P(first success at j)`` (``-inf`` where invalid) and, last,
     ``log P(no success)``.
     """
-    logits = logits.float()  # cumulative sums of log-probabilities need float32 (mixed precision)
-    log_fail = torch.where(valid, F.logsigmoid(-logits), 0.0)
-    log_succ = torch.where(valid, F.logsigmoid(logits), NEG_INF)
-    cum = torch.cumsum(log_fail, dim=-1)
-    return torch.cat([log_succ + cum - log_fail, cum[..., -1:]], dim=-1)
+    log_fail = _log_fail(logits, valid)  # float32: cumulative sums under mixed precision
+    # log sigmoid(s) = log sigmoid(-s) + s: one transcendental pass instead of two
+    log_succ = torch.where(valid, log_fail + logits.float(), NEG_INF)
+    survival = torch.cumsum(log_fail, dim=-1)
+    return torch.cat([log_succ + survival - log_fail, survival[..., -1:]], dim=-1)
 
 
-def _pick(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+def hazard_sample(
+    logits: torch.Tensor,
+    valid: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    at_least_one: bool = False,
+) -> torch.Tensor:
+    """Draw the first success of the hazard by inversion: one uniform per row.
 
-
-class FlatIndexHead(nn.Module):
-    """Hazard over all ``n_features`` ids (END = none chosen): O(D) work per token.
+    ``log S_j = Σ_{k <= j, valid} log(1 - sigmoid(s_k))`` is the log-probability that no
+    coin up to ``j`` came up; the first success is the first ``j`` with ``S_j < u`` for
+    ``u ~ U(0, 1)``, so it is the number of positions with ``S_j >= u``. This has exactly
+    the distribution of :func:`hazard_log_probs` without its ``(..., n)`` logs, uniforms
+    and argmax.
 
     Parameters
     ----------
-    n_hidden
-        Width of the decoder hidden state.
-    n_features
-        Number of features ``D``; END is id ``D``.
-    n_context
-        Size of the per-row context (the latent); 0 for none.
+    logits, valid
+        As for :func:`hazard_log_probs`.
+    generator
+        Source of randomness.
+    at_least_one
+        Condition on some success (the factorised head's offset level): the position is
+        the first ``j`` with ``1 - S_j > u (1 - S_n)``. Rows without a valid position
+        give an arbitrary position (callers ignore them).
+
+    Returns
+    -------
+    ``(...)`` long: the position, ``n`` meaning "none" (only without ``at_least_one``).
+    """
+    log_survival = torch.cumsum(_log_fail(logits, valid), dim=-1)
+    u = torch.rand(log_survival.shape[:-1], generator=generator, device=logits.device)
+    log_u = torch.log(u.clamp_min(1e-30)).unsqueeze(-1)
+    if not at_least_one:
+        return (log_survival >= log_u).sum(-1)
+    # log(1 - S_j); exactly -inf before the first valid position (S_j = 1)
+    log_hit = torch.log(-torch.expm1(log_survival))
+    threshold = log_u + log_hit[..., -1:]
+    return (log_hit <= threshold).sum(-1).clamp_max(logits.shape[-1] - 1)
+
+
+def _gather_last(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``logp[..., target]`` for one target per row."""
+    return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+
+
+def _draw(logits, valid, generator, temperature, greedy, *, at_least_one=False):
+    """One id per row from a hazard: by inversion at temperature 1, Gumbel-max otherwise."""
+    if greedy or temperature != 1.0:
+        logp = hazard_log_probs(logits, valid)
+        if at_least_one:
+            logp = _condition_on_success(logp, valid)
+        return gumbel_argmax(logp, generator, temperature, greedy)
+    return hazard_sample(logits, valid, generator, at_least_one=at_least_one)
+
+
+def _condition_on_success(logp: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Drop "none" and renormalise; rows without a valid position get finite dummies."""
+    has_valid_position = valid.any(-1, keepdim=True)
+    norm = log1mexp(torch.where(has_valid_position, logp[..., -1:], -1.0))
+    return torch.where(has_valid_position, logp[..., :-1] - norm, 0.0)
+
+
+class IndexHead(nn.Module):
+    """Interface of the index heads (see the module docstring).
+
+    Subclasses implement :meth:`prepare` (tensors that depend only on ``allowed``, built
+    once per decoding call), :meth:`log_prob` (training) and :meth:`sample` (decoding).
     """
 
-    def __init__(self, n_hidden: int, n_features: int, n_context: int = 0):
-        super().__init__()
-        self.n_features = n_features
-        self.proj = nn.Linear(n_hidden, n_features)
-        self.context_proj = nn.Linear(n_context, n_features, bias=False) if n_context else None
+    n_features: int
 
-    def log_probs(
-        self,
-        h: torch.Tensor,
-        last: torch.Tensor,
-        allowed: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
-        ids = torch.arange(self.n_features, device=h.device)
-        valid = ids > last.unsqueeze(-1)
-        if allowed is not None:
-            valid = valid & allowed
-        logits = self.proj(h)
-        if self.context_proj is not None and context is not None:
-            logits = logits + self.context_proj(context)
-        return hazard_log_probs(logits, valid)
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """Per-row terms of the context (latent) on the logits; constant over a decoded row.
+
+        Decoding computes them once per call (and keeps them through compaction) and passes
+        them to :meth:`sample` as ``context_terms``.
+        """
+        raise NotImplementedError
+
+    def prepare(self, allowed: torch.Tensor | None, device: torch.device) -> Any:
+        """Build per-call lookup tables of the allowed features (pass them to :meth:`sample`)."""
+        raise NotImplementedError
 
     def log_prob(
         self,
@@ -138,9 +188,7 @@ class FlatIndexHead(nn.Module):
         -------
         ``(...)`` log-probabilities (and the argmax ids).
         """
-        logp = self.log_probs(h, last, allowed, context)
-        out = _pick(logp, target)
-        return (out, logp.argmax(-1)) if return_argmax else out
+        raise NotImplementedError
 
     def sample(
         self,
@@ -152,13 +200,100 @@ class FlatIndexHead(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
+        tables: Any = None,
+        context_terms: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
-        """Draw the next id for each row (``D`` = END); see :meth:`log_prob` for arguments."""
+        """Draw the next id for each row (``D`` = END).
+
+        See :meth:`log_prob` for the arguments; ``tables`` is the result of
+        :meth:`prepare` for ``allowed`` (built here when None), ``context_terms`` that of
+        :meth:`context_terms` (replaces ``context``). At temperature 1 the id
+        is drawn by inversion (:func:`hazard_sample`), otherwise from
+        ``softmax(log p / temperature)``; ``greedy`` takes the most likely id.
+        """
+        raise NotImplementedError
+
+
+class FlatIndexHead(IndexHead):
+    """Hazard over all ``n_features`` ids (END = none chosen): O(D) work per token.
+
+    Parameters
+    ----------
+    n_hidden
+        Width of the decoder hidden state.
+    n_features
+        Number of features ``D``; END is id ``D``.
+    n_context
+        Size of the per-row context (the latent); 0 for none.
+    """
+
+    def __init__(self, n_hidden: int, n_features: int, n_context: int = 0):
+        super().__init__()
+        self.n_features = n_features
+        self.proj = nn.Linear(n_hidden, n_features)
+        self.context_proj = nn.Linear(n_context, n_features, bias=False) if n_context else None
+
+    def prepare(self, allowed: torch.Tensor | None, device: torch.device) -> _FlatTables:
+        """Build the feature ids and the allowed mask on ``device``."""
+        ids = torch.arange(self.n_features, device=device)
+        return _FlatTables(ids, None if allowed is None else allowed.to(device))
+
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """``(context_proj(context),)``, or None without a context; see :class:`IndexHead`."""
+        if self.context_proj is None or context is None:
+            return None
+        return (self.context_proj(context),)
+
+    def _logits_and_valid(self, h, last, tables, terms):
+        valid = tables.ids > last.unsqueeze(-1)
+        if tables.allowed is not None:
+            valid = valid & tables.allowed
+        logits = self.proj(h)
+        if terms is not None:
+            logits = logits + terms[0]
+        return logits, valid
+
+    def log_probs(
+        self,
+        h: torch.Tensor,
+        last: torch.Tensor,
+        allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
+        tables = self.prepare(allowed, h.device)
+        logits, valid = self._logits_and_valid(h, last, tables, self.context_terms(context))
+        return hazard_log_probs(logits, valid)
+
+    def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
+        """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""
         logp = self.log_probs(h, last, allowed, context)
-        return gumbel_argmax(logp, generator, temperature, greedy)
+        target_logp = _gather_last(logp, target)
+        return (target_logp, logp.argmax(-1)) if return_argmax else target_logp
+
+    def sample(
+        self, h, last, allowed=None, context=None, *,
+        generator=None, temperature=1.0, greedy=False, tables=None, context_terms=None,
+    ):  # fmt: skip
+        """Draw the next id for each row (``D`` = END); see :meth:`IndexHead.sample`."""
+        tables = self.prepare(allowed, h.device) if tables is None else tables
+        terms = self.context_terms(context) if context_terms is None else context_terms
+        logits, valid = self._logits_and_valid(h, last, tables, terms)
+        return _draw(logits, valid, generator, temperature, greedy)
 
 
-class FactorisedIndexHead(nn.Module):
+class _FlatTables(NamedTuple):
+    ids: torch.Tensor  # (D,) feature ids
+    allowed: torch.Tensor | None  # (D,) bool
+
+
+class _FactorisedTables(NamedTuple):
+    allowed: torch.Tensor  # (n_blocks, block_size) bool; ids past D are False
+    block_last_id: torch.Tensor  # (n_blocks,) highest allowed id per block (-1: none)
+    offsets: torch.Tensor  # (block_size,) 0 .. block_size - 1
+
+
+class FactorisedIndexHead(IndexHead):
     """Two-level hazard: the block holding the next id (or END), then the offset in it.
 
     Blocks hold ``block_size`` consecutive ids.
@@ -208,90 +343,89 @@ class FactorisedIndexHead(nn.Module):
                 torch.zeros(self.n_blocks, self.block_size, context_rank)
             )
 
-    def _table(self, allowed: torch.Tensor | None, device) -> torch.Tensor:
-        """``(n_blocks, block_size)`` bool table of allowed ids (padding ids are False)."""
+    def prepare(self, allowed: torch.Tensor | None, device: torch.device) -> _FactorisedTables:
+        """Build the allowed ids as a ``(n_blocks, block_size)`` table and each block's last one."""
         table = torch.zeros(self.n_blocks * self.block_size, dtype=torch.bool, device=device)
-        table[: self.n_features] = True if allowed is None else allowed
-        return table.view(self.n_blocks, self.block_size)
+        table[: self.n_features] = True if allowed is None else allowed.to(device)
+        table = table.view(self.n_blocks, self.block_size)
+        offsets = torch.arange(self.block_size, device=device)
+        last_offset = torch.where(table, offsets, -1).amax(-1)  # -1: nothing allowed
+        first_id = torch.arange(self.n_blocks, device=device) * self.block_size
+        block_last_id = torch.where(last_offset >= 0, first_id + last_offset, -1)
+        return _FactorisedTables(table, block_last_id, offsets)
 
-    def _block_log_probs(self, h, last, table, context):
-        offsets = torch.arange(self.block_size, device=h.device)
-        top = torch.where(table, offsets, -1).amax(-1)  # highest allowed offset per block
-        first = torch.arange(self.n_blocks, device=h.device) * self.block_size
-        valid = (first + top > last.unsqueeze(-1)) & (top >= 0)
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """Block-logit term and low-rank offset code of the context (None without one)."""
+        if self.context_block is None or context is None:
+            return None
+        return self.context_block(context), self.context_rank(context)
+
+    def _block_logits(self, h, last, tables, terms):
+        valid = tables.block_last_id > last.unsqueeze(-1)
         logits = self.block_proj(h)
-        if self.context_block is not None and context is not None:
-            logits = logits + self.context_block(context)
-        return hazard_log_probs(logits, valid)
+        if terms is not None:
+            logits = logits + terms[0]
+        return logits, valid
 
-    def _offset_log_probs(self, h, block, last, table, context):
-        safe = block.clamp_max(self.n_blocks - 1)
-        logits = self.offset_proj(h + self.block_embedding(safe))
-        if self.context_offset is not None and context is not None:
-            low_rank = self.context_rank(context).unsqueeze(-2)  # (..., 1, rank)
-            logits = logits + (self.context_offset[safe] * low_rank).sum(-1)
-        ids = safe.unsqueeze(-1) * self.block_size + torch.arange(self.block_size, device=h.device)
-        valid = (ids > last.unsqueeze(-1)) & table[safe]
-        logp = hazard_log_probs(logits, valid)
-        # condition on "some offset is chosen"; rows without a valid offset (END, or an
-        # invalid target whose block has probability 0) get finite dummy values
-        usable = valid.any(-1, keepdim=True)
-        norm = log1mexp(torch.where(usable, logp[..., -1:], -1.0))
-        return torch.where(usable, logp[..., :-1] - norm, 0.0)
+    def _offset_logits(self, h, block, last, tables, terms):
+        block = block.clamp_max(self.n_blocks - 1)  # END rows: any block, result unused
+        logits = self.offset_proj(h + self.block_embedding(block))
+        if terms is not None:
+            low_rank = terms[1].unsqueeze(-2)  # (..., 1, rank)
+            logits = logits + (self.context_offset[block] * low_rank).sum(-1)
+        ids = block.unsqueeze(-1) * self.block_size + tables.offsets
+        valid = (ids > last.unsqueeze(-1)) & tables.allowed[block]
+        return logits, valid
 
-    def log_prob(
-        self,
-        h: torch.Tensor,
-        target: torch.Tensor,
-        last: torch.Tensor,
-        allowed: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        *,
-        return_argmax: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Log-probability of ``target`` ids; same contract as :meth:`FlatIndexHead.log_prob`."""
-        table = self._table(allowed, h.device)
-        block_logp = self._block_log_probs(h, last, table, context)
+    def _offset_log_probs(self, h, block, last, tables, terms):
+        """Within-block log-probabilities, conditioned on some offset being chosen."""
+        logits, valid = self._offset_logits(h, block, last, tables, terms)
+        return _condition_on_success(hazard_log_probs(logits, valid), valid)
+
+    def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
+        """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""
+        tables, terms = self.prepare(allowed, h.device), self.context_terms(context)
+        block_logp = hazard_log_probs(*self._block_logits(h, last, tables, terms))
         is_end = target >= self.n_features
         block = torch.where(is_end, self.n_blocks, target // self.block_size)
-        offset_logp = self._offset_log_probs(h, block, last, table, context)
-        off = _pick(offset_logp, torch.where(is_end, 0, target % self.block_size))
-        out = _pick(block_logp, block) + torch.where(is_end, 0.0, off)
+        offset_logp = self._offset_log_probs(h, block, last, tables, terms)
+        target_offset_logp = _gather_last(
+            offset_logp, torch.where(is_end, 0, target % self.block_size)
+        )
+        target_logp = _gather_last(block_logp, block) + torch.where(is_end, 0.0, target_offset_logp)
         if not return_argmax:
-            return out
-        return out, self._greedy(h, last, table, block_logp, context)
+            return target_logp
+        return target_logp, self._most_likely(h, last, tables, block_logp, terms)
 
-    def _greedy(self, h, last, table, block_logp, context):
+    def _most_likely(self, h, last, tables, block_logp, terms):
         block = block_logp.argmax(-1)
-        offset = self._offset_log_probs(h, block, last, table, context).argmax(-1)
+        offset = self._offset_log_probs(h, block, last, tables, terms).argmax(-1)
+        return self._to_id(block, offset)
+
+    def _to_id(self, block: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         return torch.where(
             block == self.n_blocks, self.n_features, block * self.block_size + offset
         )
 
     def sample(
-        self,
-        h: torch.Tensor,
-        last: torch.Tensor,
-        allowed: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        greedy: bool = False,
-    ) -> torch.Tensor:
-        """Draw the next id (``D`` = END); same contract as :meth:`FlatIndexHead.sample`."""
-        table = self._table(allowed, h.device)
-        block_logp = self._block_log_probs(h, last, table, context)
-        block = gumbel_argmax(block_logp, generator, temperature, greedy)
-        is_end = block == self.n_blocks
-        offset_logp = self._offset_log_probs(h, block, last, table, context)
-        offset = gumbel_argmax(offset_logp, generator, temperature, greedy)
-        return torch.where(is_end, self.n_features, block * self.block_size + offset)
+        self, h, last, allowed=None, context=None, *,
+        generator=None, temperature=1.0, greedy=False, tables=None, context_terms=None,
+    ):  # fmt: skip
+        """Draw the next id (``D`` = END); see :meth:`IndexHead.sample`."""
+        tables = self.prepare(allowed, h.device) if tables is None else tables
+        terms = self.context_terms(context) if context_terms is None else context_terms
+        block_logits, block_valid = self._block_logits(h, last, tables, terms)
+        block = _draw(block_logits, block_valid, generator, temperature, greedy)
+        offset_logits, offset_valid = self._offset_logits(h, block, last, tables, terms)
+        offset = _draw(
+            offset_logits, offset_valid, generator, temperature, greedy, at_least_one=True
+        )
+        return self._to_id(block, offset)
 
 
 def make_index_head(
     kind: str, n_hidden: int, n_features: int, block_size: int | None = None, n_context: int = 0
-) -> FlatIndexHead | FactorisedIndexHead:
+) -> IndexHead:
     """Build an index head by name (``"flat"`` or ``"factorised"``)."""
     if kind == "flat":
         return FlatIndexHead(n_hidden, n_features, n_context)

@@ -19,7 +19,11 @@ ValueLikelihood = Literal["ztnb", "ztpoisson", "lognormal", "gaussian"]
 
 
 def sample_gamma(
-    concentration: torch.Tensor, generator: torch.Generator | None = None
+    concentration: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    max_rounds: int = 64,
+    sync: bool = True,
 ) -> torch.Tensor:
     """Gamma(concentration, 1) draws from an explicit generator (Marsaglia–Tsang).
 
@@ -31,6 +35,12 @@ def sample_gamma(
         Positive shape parameters.
     generator
         Source of randomness.
+    max_rounds
+        Most rejection rounds (each accepts with probability >= 0.95 per element).
+    sync
+        Stop as soon as every element is accepted (one host-device sync per round). With
+        False all ``max_rounds`` rounds run without asking the device anything (use a
+        small ``max_rounds``, e.g. 8: an element then fails with probability < 1e-10).
 
     Returns
     -------
@@ -42,7 +52,7 @@ def sample_gamma(
     c = 1.0 / torch.sqrt(9.0 * d)
     out = torch.zeros_like(alpha)
     todo = torch.ones_like(alpha, dtype=torch.bool)
-    for _ in range(64):
+    for _ in range(max_rounds):
         x = torch.randn(alpha.shape, generator=generator, device=alpha.device)
         u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
         v = (1 + c * x) ** 3
@@ -50,10 +60,9 @@ def sample_gamma(
             torch.log(u.clamp_min(1e-30))
             < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-30))
         )
-        take = todo & ok
-        out = torch.where(take, d * v, out)
+        out = torch.where(todo & ok, d * v, out)
         todo = todo & ~ok
-        if not bool(todo.any()):
+        if sync and not bool(todo.any()):
             break
     out = torch.where(todo, d, out)  # practically never reached; fall back to the mode
     u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
@@ -149,40 +158,42 @@ class ValueHead(nn.Module):
         return self._sample_truncated_counts(rate, theta, generator)
 
     @staticmethod
-    def _sample_truncated_counts(rate, theta, generator, n_inverse: int = 48, max_rounds: int = 64):
-        """Zero-truncated NB (``theta`` given) or Poisson counts.
+    def _sample_truncated_counts(rate, theta, generator, n_inverse: int = 48, n_tail: int = 16):
+        """Zero-truncated NB (``theta`` given) or Poisson counts, with no host-device sync on GPU.
 
         A vectorised inverse-CDF lookup over ``k = 1..n_inverse`` (float64, from
-        ``u ~ U(P(0), 1)``) handles the common small values in a handful of tensor
-        operations whatever ``P(0)`` is; the few larger draws fall back to rejection
-        sampling of the untruncated law conditioned on ``> n_inverse``, which accepts
-        quickly because such rows put real mass there.
+        ``u ~ U(P(0), 1)``) handles the common small values whatever ``P(0)`` is; the
+        probabilities come from the ratio ``P(k) / P(k - 1)`` (a cumulative sum of logs
+        instead of three ``lgamma`` tables). The few larger draws take the first of
+        ``n_tail`` proposals of the untruncated law that exceeds ``n_inverse`` (rejection
+        sampling done as one batched draw), which accepts quickly because such rows put
+        real mass there; rows with no accepted proposal take the boundary value. On a CPU
+        the proposals are skipped when no row needs them (a free check there).
         """
         r = rate.double().unsqueeze(-1)
         k = torch.arange(1, n_inverse + 1, device=r.device, dtype=torch.float64)
         if theta is None:
             log_p0 = -r
-            log_pk = k * torch.log(r) - r - torch.lgamma(k + 1)
+            log_ratio = torch.log(r) - torch.log(k)  # P(k) / P(k - 1) = r / k
         else:
             th = theta.double().unsqueeze(-1)
+            log_q = torch.log(r) - torch.log(r + th)
             log_p0 = th * (torch.log(th) - torch.log(r + th))
-            log_pk = (
-                torch.lgamma(k + th) - torch.lgamma(th) - torch.lgamma(k + 1)
-                + log_p0 + k * (torch.log(r) - torch.log(r + th))
-            )  # fmt: skip
+            log_ratio = torch.log(k - 1 + th) - torch.log(k) + log_q
         p0 = torch.exp(log_p0)
         u = torch.rand(p0.shape, generator=generator, device=r.device, dtype=torch.float64)
-        cdf = p0 + torch.cumsum(torch.exp(log_pk), dim=-1)
+        cdf = p0 + torch.cumsum(torch.exp(log_p0 + torch.cumsum(log_ratio, dim=-1)), dim=-1)
         below = (cdf < p0 + u * (1 - p0)).sum(-1)
         out = torch.where(below < n_inverse, below + 1, 0).to(torch.float64)
-        todo = out == 0
-        for _ in range(max_rounds):
-            if not bool(todo.any()):
-                break
-            lam = rate if theta is None else sample_gamma(theta, generator) * rate / theta
-            draw = torch.poisson(lam, generator=generator).double()
-            take = todo & (draw > n_inverse)
-            out = torch.where(take, draw, out)
-            todo = todo & ~take
-        # still unresolved: the tail mass beyond n_inverse was negligible; take the boundary
-        return torch.where(todo, float(n_inverse), out).to(rate.dtype)
+        in_tail = out == 0
+        if rate.device.type == "cpu" and not bool(in_tail.any()):
+            return out.to(rate.dtype)
+        lam = rate.unsqueeze(-1).expand(*rate.shape, n_tail)
+        if theta is not None:
+            shape = theta.unsqueeze(-1).expand_as(lam)
+            lam = sample_gamma(shape, generator, max_rounds=8, sync=False) * lam / shape
+        draw = torch.poisson(lam, generator=generator).double()
+        accept = draw > n_inverse
+        first = torch.where(accept, draw, 0.0).gather(-1, accept.long().argmax(-1, keepdim=True))
+        tail = torch.where(accept.any(-1), first.squeeze(-1), float(n_inverse))
+        return torch.where(in_tail, tail, out).to(rate.dtype)

@@ -76,3 +76,124 @@ def test_log_likelihood_masks_padding():
     assert out["pair_mask"].sum(1).tolist() == [2, 1]
     assert (out["index_logp"][~out["target_mask"]] == 0).all()
     assert torch.isfinite(out["index_logp"]).all() and torch.isfinite(out["value_nll"]).all()
+
+
+def _forced(dec, gap=20.0):
+    """Make every row emit the smallest valid id at every step (never END early)."""
+    head = dec.index_head
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.fill_(gap)
+    return dec
+
+
+@pytest.mark.parametrize("head", ["flat", "factorised"])
+def test_same_seed_same_output(head):
+    dec = _decoder(index_head=head)
+    z = torch.randn(17, 8) * 3
+    a = dec.generate(z, 12, generator=torch.Generator().manual_seed(5))
+    b = dec.generate(z, 12, generator=torch.Generator().manual_seed(5))
+    c = dec.generate(z, 12, generator=torch.Generator().manual_seed(6))
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize("head", ["flat", "factorised"])
+def test_static_shapes_match_dynamic_path(head):
+    dec = _decoder(index_head=head)
+    z = torch.randn(9, 8) * 3
+    for greedy in (True, False):
+        kw = {"greedy": greedy, "check_every": 100}  # no compaction: same draws per row
+        a = dec.generate(z, 12, generator=torch.Generator().manual_seed(0), **kw)
+        b = dec.generate(
+            z, 12, generator=torch.Generator().manual_seed(0), static_shapes=True, **kw
+        )
+        for x, y in zip(a, b, strict=True):
+            torch.testing.assert_close(x, y)
+
+
+def test_sparse_checks_give_valid_rows_and_stop_early():
+    dec = _decoder()
+    z = torch.randn(32, 8) * 3
+    calls = []
+    from sc_sed.nn import _decoding
+
+    original = _decoding._DecodeState.finished_or_compacted
+
+    def counted(self):
+        calls.append(1)
+        return original(self)
+
+    _decoding._DecodeState.finished_or_compacted = counted
+    try:
+        index, value, n = dec.generate(
+            z, 40, generator=torch.Generator().manual_seed(0), check_every=8
+        )
+    finally:
+        _decoding._DecodeState.finished_or_compacted = original
+    assert len(calls) <= 40 // 8
+    assert ((index[:, 1:] > index[:, :-1]) | (index[:, 1:] == D + 2)).all()
+    assert torch.equal((index < D).sum(1), n)
+
+
+def test_no_forward_pass_after_the_last_step():
+    dec = _forced(_decoder())
+    calls = {"cached": 0, "full": 0}
+    cached, full = dec._step_cached, dec._step_full
+
+    def count_cached(*a):
+        calls["cached"] += 1
+        return cached(*a)
+
+    def count_full(*a):
+        calls["full"] += 1
+        return full(*a)
+
+    dec._step_cached, dec._step_full = count_cached, count_full
+    z = torch.randn(4, 8)
+    _, _, n = dec.generate(z, 5, generator=torch.Generator().manual_seed(0))
+    assert n.tolist() == [5] * 4
+    _, _, n = dec.generate(z, 5, generator=torch.Generator().manual_seed(0), use_cache=False)
+    assert n.tolist() == [5] * 4
+    assert calls == {"cached": 5, "full": 5}
+
+
+def test_index_head_tables_built_once_per_call():
+    dec = _decoder(index_head="factorised")
+    head = dec.index_head
+    calls = []
+    prepare = head.prepare
+    head.prepare = lambda *a: calls.append(1) or prepare(*a)
+    dec.generate(torch.randn(3, 8), 10, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 1
+
+
+def test_static_options_need_the_cache_and_cuda():
+    dec = _decoder()
+    with pytest.raises(ValueError, match="use_cache"):
+        dec.generate(torch.randn(2, 8), 4, static_shapes=True, use_cache=False)
+    with pytest.raises(ValueError, match="CUDA"):
+        dec.generate(torch.randn(2, 8), 4, cuda_graph=True)
+    with pytest.raises(ValueError, match="check_every"):
+        dec.generate(torch.randn(2, 8), 4, check_every=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("head", ["flat", "factorised"])
+def test_cuda_graph_matches_static_eager(head):
+    dec = _decoder(index_head=head).cuda()
+    z = torch.randn(64, 8, device="cuda") * 3
+    outs = []
+    for graph in (False, True):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        outs.append(dec.generate(z, 20, generator=g, static_shapes=True, cuda_graph=graph))
+    for x, y in zip(*outs, strict=True):
+        torch.testing.assert_close(x, y)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    index, value, n = dec.generate(
+        z, 20, generator=g, cuda_graph=True, autocast_dtype=torch.bfloat16
+    )
+    assert ((index[:, 1:] > index[:, :-1]) | (index[:, 1:] == D + 2)).all()
+    assert torch.equal((index < D).sum(1), n)

@@ -60,3 +60,43 @@ def test_factorised_gradients_finite_at_end_targets():
     target = torch.tensor([D, D, 4])
     head.log_prob(h, target, last).sum().backward()
     assert torch.isfinite(h.grad).all()
+
+
+@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sample_frequencies_match_log_prob(head, temperature):
+    """Inversion (temperature 1) and Gumbel-max (otherwise) draw the head's distribution."""
+    n = 40_000
+    h = torch.randn(2, 16).repeat_interleave(n, 0)
+    ctx = torch.randn(2, 3).repeat_interleave(n, 0)
+    last = torch.tensor([-1, 7]).repeat_interleave(n)
+    allowed = torch.ones(D, dtype=torch.bool)
+    allowed[[2, 9, 15]] = False
+    with torch.no_grad():
+        ids = torch.arange(D + 1)
+        logp = torch.stack(
+            [head.log_prob(h[::n], ids[i].expand(2), last[::n], allowed, ctx[::n]) for i in ids],
+            -1,
+        )
+        drawn = head.sample(
+            h, last, allowed, ctx, generator=torch.Generator().manual_seed(3),
+            temperature=temperature,
+        )  # fmt: skip
+    expected = torch.softmax(logp / temperature, -1)
+    freq = torch.stack([torch.bincount(d, minlength=D + 1) for d in drawn.view(2, n)]) / n
+    if isinstance(head, FactorisedIndexHead) and temperature != 1.0:
+        expected = None  # tempered per level (block, then offset): not softmax(log p / T)
+    if expected is not None:
+        torch.testing.assert_close(freq, expected, atol=0.012, rtol=0)
+    assert (freq[:, :D][:, ~allowed] == 0).all() and (freq[1, :8] == 0).all()
+
+
+@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+def test_prepared_tables_give_same_samples(head):
+    h, last = torch.randn(64, 16), torch.randint(-1, D, (64,))
+    allowed = torch.rand(D) > 0.3
+    with torch.no_grad():
+        a = head.sample(h, last, allowed, generator=torch.Generator().manual_seed(0))
+        tables = head.prepare(allowed, h.device)
+        b = head.sample(h, last, generator=torch.Generator().manual_seed(0), tables=tables)
+    torch.testing.assert_close(a, b)

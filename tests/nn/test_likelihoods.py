@@ -64,3 +64,22 @@ def test_gamma_sampler_moments():
 def test_unknown_likelihood_raises():
     with pytest.raises(ValueError, match="value_likelihood"):
         ValueHead(4, "poisson")
+
+
+def test_gamma_sampler_without_sync_matches_moments():
+    alpha = torch.tensor([0.5, 2.0, 9.0]).repeat(30000)
+    x = sample_gamma(alpha, torch.Generator().manual_seed(0), max_rounds=8, sync=False)
+    torch.testing.assert_close(
+        x.view(30000, 3).mean(0), torch.tensor([0.5, 2.0, 9.0]), rtol=0.03, atol=0.0
+    )
+
+
+@pytest.mark.parametrize(("mu", "theta"), [(2.0, 1.5), (40.0, 5.0)])
+def test_ztnb_sample_frequencies_match_pmf(mu, theta):
+    head = ValueHead(4, "ztnb")
+    params = torch.tensor([[math.log(mu), math.log(theta)]])
+    x = head.sample(params.expand(50000, -1), generator=torch.Generator().manual_seed(4))
+    ks = torch.tensor([1.0, 2.0, 5.0, 40.0, 60.0])
+    pmf = torch.exp(-head.nll(params.expand(len(ks), -1), ks))
+    freq = torch.stack([(x == k).float().mean() for k in ks])
+    torch.testing.assert_close(freq, pmf, atol=0.006, rtol=0)

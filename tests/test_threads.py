@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from sc_sed import _threads
+from sc_sed._threads import apply_threads, physical_cores, recommended_threads
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.0, 4), (0.4, 4), (1.2, 3), (2.6, 1), (9.0, 1)])
+def test_busy_cores_are_left_alone(clean_env, load, expected):
+    assert recommended_threads(cores=4, loadavg=lambda: (load, 0.0, 0.0)) == expected
+
+
+def test_omp_num_threads_wins(clean_env):
+    clean_env.setenv("OMP_NUM_THREADS", "3")
+    assert recommended_threads(cores=8, loadavg=lambda: (7.0, 0, 0)) == 3
+
+
+def test_invalid_omp_num_threads_is_ignored(clean_env):
+    clean_env.setenv("OMP_NUM_THREADS", "lots")
+    assert recommended_threads(cores=2, loadavg=lambda: (0.0, 0, 0)) == 2
+
+
+def test_one_thread_per_ddp_process(clean_env):
+    clean_env.setenv("WORLD_SIZE", "4")
+    assert recommended_threads(cores=16, loadavg=lambda: (0.0, 0, 0)) == 1
+
+
+def test_physical_cores_positive():
+    assert physical_cores() >= 1
+
+
+def test_apply_threads_sets_torch(clean_env):
+    before = torch.get_num_threads()
+    clean_env.setattr(_threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    clean_env.setattr(_threads, "physical_cores", lambda: 1)
+    try:
+        assert apply_threads() == 1 and torch.get_num_threads() == 1
+        assert apply_threads(2) == 2 and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="threads"):
+            apply_threads(0)
+    finally:
+        torch.set_num_threads(before)
