@@ -37,7 +37,7 @@ def test_train_then_generate_pipeline(tmp_path):
         "--epochs", "1", "--diffusion-epochs", "1", "--n-hidden", "16", "--n-latent", "4",
         "--accelerator", "cpu",
     ])  # fmt: skip
-    assert rc == 0 and (model_dir / "model.pt").exists()
+    assert rc == 0 and (model_dir / "sc_sed_model.json").exists()
     out = tmp_path / "synth.h5ad"
     label = str(adata.obs["cell_type"].cat.categories[0])
     assert (
@@ -89,7 +89,7 @@ def test_demo_job_writes_every_output(tmp_path):
         "genes_detected.png",
     ):
         assert (cfg.out / name).exists(), name
-    assert (cfg.out / "model" / "model.pt").exists()
+    assert (cfg.out / "model" / "sc_sed_model.json").exists()
     import json
 
     summary = json.loads((cfg.out / "summary.json").read_text())
