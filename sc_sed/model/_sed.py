@@ -46,6 +46,13 @@ def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | Non
                     f"(columns: {list(adata.obs.columns)[:20]})."
                 )
                 raise KeyError(msg)
+            n_missing = int(adata.obs[key].isna().sum())
+            if n_missing:
+                msg = (
+                    f"{arg}={key!r}: adata.obs[{key!r}] has {n_missing} missing value(s); "
+                    "fill them (e.g. with an 'unknown' category) or drop those rows first."
+                )
+                raise ValueError(msg)
 
 
 def check_var_names(adata: AnnData | MuData, registry: dict) -> None:
@@ -73,6 +80,20 @@ def check_var_names(adata: AnnData | MuData, registry: dict) -> None:
             "features as in training, e.g. `adata[:, model.training_var_.index]`."
         )
         raise ValueError(msg)
+
+
+def check_indices(indices: Sequence[int] | None, n_obs: int) -> np.ndarray:
+    """Row positions to use: all rows for None, else a non-empty 1-D integer list in range."""
+    if indices is None:
+        return np.arange(n_obs)
+    rows = np.asarray(indices)
+    if rows.ndim != 1 or rows.size == 0 or rows.dtype.kind not in "iu":
+        msg = f"indices must be a non-empty 1-D list of integer row positions, got {indices!r}."
+        raise ValueError(msg)
+    if rows.min() < 0 or rows.max() >= n_obs:
+        msg = f"indices must lie in [0, {n_obs}), got values from {rows.min()} to {rows.max()}."
+        raise ValueError(msg)
+    return rows
 
 
 class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
@@ -345,10 +366,12 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         ``(n_rows, n_latent)`` array.
         """
         self._require("autoencoder", "compute latents")
+        adata = self._validate_anndata(adata)
+        rows = check_indices(indices, adata.n_obs)
         self.module.eval()
         out = [
             self.module.encode(b["tokens_index"], b["tokens_value"]).cpu()
-            for b in self._token_batches(adata, indices, batch_size)
+            for b in self._token_batches(adata, rows, batch_size)
         ]
         return torch.cat(out).numpy()
 
@@ -396,7 +419,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         self._require("autoencoder", "reconstruct")
         self.module.eval()
         source = self._validate_anndata(adata)
-        rows = np.arange(source.n_obs) if indices is None else np.asarray(indices)
+        rows = check_indices(indices, source.n_obs)
         generator = torch.Generator(device=self.module.device).manual_seed(seed)
         parts = []
         for b in self._token_batches(source, rows, batch_size):

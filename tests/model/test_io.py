@@ -298,8 +298,6 @@ def test_load_with_other_var_names_fails(trained, saved):
 def test_load_with_unknown_category_fails(trained, saved):
     _, adata = trained
     other = adata.copy()
-    other.obs["cell_type"] = other.obs["cell_type"].cat.rename_categories(
-        lambda c: f"new_{c}"
-    )
+    other.obs["cell_type"] = other.obs["cell_type"].cat.rename_categories(lambda c: f"new_{c}")
     with pytest.raises(ValueError, match="new_"):
         sc_sed.SEDModel.load(saved, adata=other)
