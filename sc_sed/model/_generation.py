@@ -284,8 +284,8 @@ class GenerationMixin:
         ``x=None`` gives the skeleton of a streamed result (no ``X``, no layers).
         """
         out = synthetic_anndata(x, self.training_var_, obs, layer=self._layer, uns=uns)
-        if x is None:
-            return out
         for key, value in self.training_uns_.items():
             out.uns[key] = value
+        if x is None:
+            return out
         return to_mudata(out) if self.registry_["setup_args"].get("modalities") else out
