@@ -21,6 +21,7 @@ _TAGS = (ARRAY_TAG, SCALAR_TAG, TUPLE_TAG)
 #: dtype kinds that may be stored: bool, signed/unsigned int, float, unicode, object
 #: (object arrays hold only encodable elements, e.g. category names).
 _KINDS = "biufUO"
+_MAX_ITEMSIZE = 1 << 16
 
 
 class CodecError(ValueError):
@@ -116,6 +117,8 @@ def _dtype(text: Any, where: str) -> np.dtype:
         dtype = None
     if dtype is None or dtype.kind not in _KINDS or dtype.fields is not None:
         raise CodecError(f"{where}: unsupported dtype {text!r}.")
+    if dtype.itemsize > _MAX_ITEMSIZE:  # e.g. "<U999999999" would allocate gigabytes per item
+        raise CodecError(f"{where}: dtype {text!r} is implausibly wide.")
     return dtype
 
 

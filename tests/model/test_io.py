@@ -16,6 +16,8 @@ import sc_sed.cli
 from sc_sed.model._io import ModelFileError, file_names
 from sc_sed.model._jsoncodec import CodecError, decode, encode
 
+from .conftest import FIT, TINY
+
 GEN = {"n_steps": 4, "progress_bar": False, "seed": 3}
 
 
@@ -105,6 +107,8 @@ def test_codec_round_trips_numpy_exactly():
         encode({"x": object()})
     with pytest.raises(CodecError, match="unsupported dtype"):
         decode({"__ndarray__": "V8", "shape": [1], "data": [0]})
+    with pytest.raises(CodecError, match="implausibly wide"):
+        decode({"__ndarray__": "<U100000", "shape": [1], "data": ["x"]})
 
 
 # -- nothing in a folder can run code -----------------------------------------------------------
@@ -301,3 +305,28 @@ def test_load_with_unknown_category_fails(trained, saved):
     other.obs["cell_type"] = other.obs["cell_type"].cat.rename_categories(lambda c: f"new_{c}")
     with pytest.raises(ValueError, match="new_"):
         sc_sed.SEDModel.load(saved, adata=other)
+
+
+def test_mudata_model_round_trip(tmp_path):
+    from mudata import MuData
+
+    from .test_mudata import _mdata
+
+    md = _mdata()
+    sc_sed.SEDModel.setup_mudata(md, modalities=["rna", "atac"], layer="counts")
+    model = sc_sed.SEDModel(md, **TINY)
+    model.train(max_epochs=1, diffusion_max_epochs=1, batch_size=32, **FIT)
+    model.save(tmp_path / "m", save_anndata=True)
+    assert (tmp_path / "m" / "mdata.h5mu").exists()
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=False)
+    out = loaded.generate(5, **GEN)
+    assert isinstance(out, MuData) and list(out.mod) == ["rna", "atac"]
+    ref = model.generate(5, **GEN)
+    for mod in ("rna", "atac"):
+        assert (out[mod].X != ref[mod].X).nnz == 0
+    with_data = sc_sed.SEDModel.load(tmp_path / "m")
+    assert isinstance(with_data.adata, MuData)
+    md2 = _mdata()
+    md2.mod["atac"].var_names = [f"x{i}" for i in range(md2["atac"].n_vars)]
+    with pytest.raises(ValueError, match="mdata.mod\\['atac'\\].var_names"):
+        sc_sed.SEDModel.load(tmp_path / "m", adata=md2)
