@@ -42,11 +42,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class CLIError(Exception):
+    """A user error of the command line: printed as one line, exit status 1."""
+
+
+def _check_train_paths(args: argparse.Namespace) -> None:
+    if not Path(args.input).is_file():
+        raise CLIError(f"input {args.input!r} is not a file.")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"--out {args.out!r} already exists; pass --overwrite to replace it.")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {args.out!r} exists and is not a folder.")
+
+
 def _train(args: argparse.Namespace) -> int:
     import anndata as ad
+    import scvi
 
     import sc_sed
 
+    _check_train_paths(args)  # before any work: training can take hours
+    if args.seed is not None:
+        scvi.settings.seed = args.seed  # seeds the initial weights too
     adata = ad.read_h5ad(args.input)
     covs = args.covariate or None
     sc_sed.SEDModel.setup_anndata(
@@ -59,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     model = sc_sed.SEDModel(
         adata, n_hidden=args.n_hidden, n_ff=2 * args.n_hidden, n_latent=args.n_latent
     )
-    model.train(args.epochs, args.diffusion_epochs, accelerator=args.accelerator)
+    model.train(args.epochs, args.diffusion_epochs, accelerator=args.accelerator, seed=args.seed)
     model.save(args.out, overwrite=args.overwrite)
     print(f"model saved to {Path(args.out).resolve()}")
     return 0
@@ -68,24 +86,55 @@ def _train(args: argparse.Namespace) -> int:
 def _parse_labels(text: str | None):
     if text is None:
         return None
-    if text.startswith("{"):
-        return json.loads(text)
-    return text
+    if not text.lstrip().startswith(("{", "[")):
+        return text
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as err:
+        msg = f"--labels is not valid JSON ({err.msg} at character {err.pos}): {text!r}."
+        raise CLIError(msg) from err
+    if not isinstance(labels, dict) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in labels.values()
+    ):
+        msg = f"--labels must be one category or a JSON object of counts like '{{\"B\": 100}}', got {text!r}."
+        raise CLIError(msg)
+    return labels
 
 
 def _generate(args: argparse.Namespace) -> int:
     import sc_sed
+    from sc_sed.model._stream import check_out_path
 
-    model = sc_sed.SEDModel.load(args.model, accelerator=args.accelerator)
+    if Path(args.out).exists() and not args.overwrite:
+        raise CLIError(f"--out {args.out!r} already exists; pass --overwrite to replace it.")
+    check_out_path(args.out, args.overwrite)  # before loading and generating
     labels = _parse_labels(args.labels)
+    model = sc_sed.SEDModel.load(args.model, adata=False, accelerator=args.accelerator)
     n_cells = None if isinstance(labels, dict) else args.n_cells
-    synth = model.generate(
+    path = model.generate(
         n_cells, labels=labels, guidance_scale=args.guidance_scale, sampler=args.sampler,
         n_steps=args.n_steps, seed=args.seed, batch_size=args.batch_size,
+        out=args.out, overwrite=args.overwrite,
     )  # fmt: skip
-    synth.write_h5ad(args.out)
-    print(f"{synth.n_obs} rows × {synth.n_vars} features written to {Path(args.out).resolve()}")
+    n = sum(labels.values()) if isinstance(labels, dict) else args.n_cells
+    print(f"{n} rows × {model.module.n_features} features written to {Path(path).resolve()}")
     return 0
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Add ``(default: ...)`` to every option whose help does not state its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        silent = (argparse._HelpAction, argparse._VersionAction)
+        if (
+            "default" in text
+            or action.required
+            or not action.option_strings
+            or isinstance(action, silent)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -105,12 +154,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``sc-sed`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="sc-sed", description="Sparsity-Exploiting Diffusion for sparse AnnData."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    from sc_sed import __version__
 
-    demo = sub.add_parser("demo", help="Train on embedded PBMC counts, generate, evaluate, plot.")
+    parser = argparse.ArgumentParser(
+        prog="sc-sed",
+        description="Sparsity-Exploiting Diffusion for sparse AnnData.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sc-sed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub_kw = {"formatter_class": _Formatter}
+
+    demo = sub.add_parser(
+        "demo", help="Train on embedded PBMC counts, generate, evaluate, plot.", **sub_kw
+    )
     demo.add_argument("--out", default="sc_sed_demo", help="Output folder (default: sc_sed_demo).")
     demo.add_argument(
         "--epochs",
@@ -124,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Diffusion epochs (default: 100 on a CPU, from the data size on a GPU).",
     )
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="Seed of the whole run.")
     demo.add_argument(
         "--n-hidden", type=int, default=64, help="Transformer width (default: 64, CPU friendly)."
     )
@@ -132,35 +189,68 @@ def build_parser() -> argparse.ArgumentParser:
     _common(demo)
     demo.set_defaults(func=_demo)
 
-    train = sub.add_parser("train", help="Train a model on an .h5ad file and save it.")
+    train = sub.add_parser("train", help="Train a model on an .h5ad file and save it.", **sub_kw)
     train.add_argument("input", help="Input .h5ad.")
-    train.add_argument("--out", required=True, help="Model folder to write.")
+    train.add_argument("--out", required=True, help="Model folder to write (required).")
     train.add_argument("--layer", default=None, help="Layer with the data (default: X).")
-    train.add_argument("--labels-key", default=None)
-    train.add_argument("--batch-key", default=None)
     train.add_argument(
-        "--covariate", action="append", default=[], help="Categorical obs column (repeatable)."
+        "--labels-key", default=None, help="obs column of labels to condition on (default: none)."
     )
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--diffusion-epochs", type=int, default=None)
-    train.add_argument("--n-hidden", type=int, default=128)
-    train.add_argument("--n-latent", type=int, default=64)
-    train.add_argument("--overwrite", action="store_true")
+    train.add_argument(
+        "--batch-key", default=None, help="obs column of batches to condition on (default: none)."
+    )
+    train.add_argument(
+        "--covariate",
+        action="append",
+        default=[],
+        help="Categorical obs column to condition on (repeatable; default: none).",
+    )
+    train.add_argument(
+        "--epochs", type=int, default=None, help="Autoencoder epochs (default: from the data size)."
+    )
+    train.add_argument(
+        "--diffusion-epochs",
+        type=int,
+        default=None,
+        help="Diffusion epochs (default: from the data size).",
+    )
+    train.add_argument("--n-hidden", type=int, default=128, help="Transformer width.")
+    train.add_argument("--n-latent", type=int, default=64, help="Latent size.")
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="Seed of the initial weights, data split and training (default: unseeded).",
+    )
+    train.add_argument("--overwrite", action="store_true", help="Replace an existing --out folder.")
     _common(train)
     train.set_defaults(func=_train)
 
-    gen = sub.add_parser("generate", help="Generate rows from a saved model into an .h5ad file.")
-    gen.add_argument("model", help="Model folder written by `sc-sed train`.")
-    gen.add_argument("--out", required=True, help="Output .h5ad.")
-    gen.add_argument("--n-cells", type=int, default=1000)
-    gen.add_argument(
-        "--labels", default=None, help='One category, or JSON counts like \'{"B": 100, "T": 50}\'.'
+    gen = sub.add_parser(
+        "generate", help="Generate rows from a saved model into an .h5ad file.", **sub_kw
     )
-    gen.add_argument("--guidance-scale", type=float, default=1.0)
-    gen.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
-    gen.add_argument("--n-steps", type=int, default=50)
-    gen.add_argument("--batch-size", type=int, default=256)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("model", help="Model folder written by `sc-sed train`.")
+    gen.add_argument(
+        "--out",
+        required=True,
+        help="Output .h5ad or .zarr (required); rows are streamed to it batch by batch.",
+    )
+    gen.add_argument("--n-cells", type=int, default=1000, help="Rows to generate.")
+    gen.add_argument(
+        "--labels",
+        default=None,
+        help='One category, or JSON counts like \'{"B": 100, "T": 50}\' (default: training mix).',
+    )
+    gen.add_argument(
+        "--guidance-scale", type=float, default=1.0, help="Classifier-free guidance weight (>= 0)."
+    )
+    gen.add_argument(
+        "--sampler", choices=["ddim", "ddpm"], default="ddim", help="Diffusion sampler."
+    )
+    gen.add_argument("--n-steps", type=int, default=50, help="Diffusion sampling steps.")
+    gen.add_argument("--batch-size", type=int, default=256, help="Rows generated together.")
+    gen.add_argument("--seed", type=int, default=0, help="Seed of every random draw.")
+    gen.add_argument("--overwrite", action="store_true", help="Replace an existing --out file.")
     _common(gen)
     gen.set_defaults(func=_generate)
     return parser
@@ -168,11 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sc-sed`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}.")
     from ._threads import apply_threads
 
     apply_threads(args.threads)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (CLIError, ValueError, TypeError, KeyError, OSError, RuntimeError) as err:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"sc-sed {args.command}: error: {text}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

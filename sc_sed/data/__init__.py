@@ -4,7 +4,7 @@ from ._coo import from_coo, from_dense, to_coo, to_dense
 from ._images import from_images, to_images
 from ._interactions import from_interactions, to_interactions
 from ._mudata import concat_modalities, split_modalities
-from ._stats import MatrixStats, matrix_stats
+from ._stats import MatrixStats, matrix_stats, row_nnz
 
 # The token functions need torch; load them on first use so that the adapters (and
 # sc_sed.tl / sc_sed.pl, which use them) import without torch.
@@ -30,6 +30,7 @@ def __getattr__(name: str):
 __all__ = [
     "MatrixStats",
     "matrix_stats",
+    "row_nnz",
     "TokenBatch",
     "csr_to_tokens",
     "pairs_to_csr",

@@ -44,21 +44,76 @@ class MatrixStats:
         return asdict(self)
 
 
-def _chunks(x, chunk_size: int):
-    for start in range(0, x.shape[0], chunk_size):
-        yield x[start : start + chunk_size]
+def _chunks(x, chunk_size: int, axis: int = 0):
+    for start in range(0, x.shape[axis], chunk_size):
+        yield x[start : start + chunk_size] if axis == 0 else x[:, start : start + chunk_size]
 
 
-def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
-    """Summarise a matrix without densifying it (dense input is read in row chunks).
+def _backed_format(x) -> str | None:
+    """``"csr"``/``"csc"`` for anndata's backed sparse datasets (``read_h5ad(backed="r")``)."""
+    from anndata.abc import CSCDataset, CSRDataset
+
+    if isinstance(x, CSRDataset):
+        return "csr"
+    if isinstance(x, CSCDataset):
+        return "csc"
+    return None
+
+
+def row_nnz(x, *, chunk_size: int = 2048) -> np.ndarray:
+    """Count the stored entries of each row, without densifying.
+
+    CSR input (in memory or backed) is read from ``indptr`` alone (O(rows)); CSC input
+    counts its row indices (O(non-zeros), in column chunks when backed); dense input is
+    counted in row chunks. Explicitly stored zeros of sparse input are counted (they are
+    rare, and this is used to balance minibatches; :func:`matrix_stats` drops them).
 
     Parameters
     ----------
     x
-        ``(n_obs, n_vars)`` SciPy sparse matrix, NumPy array or array-like (e.g. a backed
-        dataset that supports row slicing).
+        ``(n_obs, n_vars)`` SciPy sparse matrix, anndata backed sparse dataset, NumPy array
+        or row-sliceable array-like (e.g. a backed dense ``h5py.Dataset``).
     chunk_size
-        Rows per chunk.
+        Rows (or columns) per chunk for dense and backed CSC input.
+
+    Returns
+    -------
+    ``(n_obs,)`` int64 counts.
+    """
+    n_obs = x.shape[0]
+    backed = _backed_format(x)
+    if sp.issparse(x) and x.format == "csr" or backed == "csr":
+        indptr = x.indptr if sp.issparse(x) else x.group["indptr"][...]
+        return np.diff(np.asarray(indptr)).astype(np.int64)
+    if sp.issparse(x) and x.format == "csc":
+        return np.bincount(x.indices, minlength=n_obs).astype(np.int64)
+    if backed == "csc":
+        out = np.zeros(n_obs, dtype=np.int64)
+        for chunk in _chunks(x, chunk_size, axis=1):
+            out += np.bincount(chunk.indices, minlength=n_obs)
+        return out
+    if sp.issparse(x):
+        return np.diff(sp.csr_matrix(x).indptr).astype(np.int64)
+    out = np.empty(n_obs, dtype=np.int64)
+    for start in range(0, n_obs, chunk_size):
+        block = np.asarray(x[start : start + chunk_size])
+        out[start : start + block.shape[0]] = np.count_nonzero(block, axis=1)
+    return out
+
+
+def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
+    """Summarise a matrix without densifying it.
+
+    CSR and dense input (in memory or backed) are read in row chunks, CSC input in column
+    chunks, so no chunk is larger than ``chunk_size`` rows (columns) of the sparse matrix.
+
+    Parameters
+    ----------
+    x
+        ``(n_obs, n_vars)`` SciPy sparse matrix, anndata backed sparse dataset, NumPy array
+        or array-like (e.g. a backed dense dataset that supports row slicing).
+    chunk_size
+        Rows (columns for CSC) per chunk.
 
     Returns
     -------
@@ -68,8 +123,9 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     seen = np.zeros(n_vars, dtype=bool)
     row_nnz = np.zeros(n_obs, dtype=np.int64)
     is_int, min_value, n_bad, offset = True, 0.0, 0, 0
-    for chunk in _chunks(x, chunk_size):
-        chunk = sp.csr_matrix(chunk)
+    by_column = (sp.issparse(x) and x.format == "csc") or _backed_format(x) == "csc"
+    for chunk in _chunks(x, chunk_size, axis=1 if by_column else 0):
+        chunk = (sp.csc_matrix if by_column else sp.csr_matrix)(chunk)
         chunk.eliminate_zeros()
         data = chunk.data
         finite = np.isfinite(data)
@@ -78,9 +134,14 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         if data.size:
             is_int &= bool(np.all(data == np.round(data)))
             min_value = min(min_value, float(data.min()))
-        seen[chunk.indices] = True
-        row_nnz[offset : offset + chunk.shape[0]] = np.diff(chunk.indptr)
-        offset += chunk.shape[0]
+        span = slice(offset, offset + chunk.shape[1 if by_column else 0])
+        if by_column:  # rows are counted from the row indices, features from indptr
+            row_nnz += np.bincount(chunk.indices, minlength=n_obs)
+            seen[span] = np.diff(chunk.indptr) > 0
+        else:  # row lengths come from indptr, O(rows)
+            row_nnz[span] = np.diff(chunk.indptr)
+            seen[chunk.indices] = True
+        offset = span.stop
     return MatrixStats(
         n_obs=n_obs,
         n_vars=n_vars,

@@ -93,15 +93,28 @@ def expand_request(
 ) -> tuple[np.ndarray, int]:
     """Turn one category, a per-cell list, or a ``{category: n}`` dict into codes."""
     if isinstance(request, Mapping):
-        values = [k for k, n in request.items() for _ in range(int(n))]
-        if n_cells is not None and n_cells != len(values):
-            msg = f"n_cells={n_cells} but the {spec.obs_key!r} counts sum to {len(values)}; pass n_cells=None."
+        bad = {
+            k: n
+            for k, n in request.items()
+            if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 0
+        }
+        if bad:
+            msg = (
+                f"Counts of {spec.obs_key!r} must be non-negative integers, got {bad}; "
+                "pass e.g. {'B cell': 100}."
+            )
             raise ValueError(msg)
+        counts = np.array([int(n) for n in request.values()], dtype=np.int64)
+        total = int(counts.sum())
+        if n_cells is not None and n_cells != total:
+            msg = f"n_cells={n_cells} but the {spec.obs_key!r} counts sum to {total}; pass n_cells=None."
+            raise ValueError(msg)
+        return np.repeat(_codes_for(spec, list(request)), counts), total
     elif isinstance(request, str) or np.isscalar(request):
         if n_cells is None:
             msg = "Pass n_cells when requesting a single category."
             raise ValueError(msg)
-        values = [request] * n_cells
+        return np.full(n_cells, _codes_for(spec, [request])[0], dtype=np.int64), n_cells
     else:
         values = list(request)
         if n_cells is not None and n_cells != len(values):

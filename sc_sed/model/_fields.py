@@ -41,6 +41,13 @@ class SparseLayerField(LayerField):
         if adata.n_obs == 0 or adata.n_vars == 0:
             msg = f"The AnnData is empty ({adata.n_obs} × {adata.n_vars}); SED needs rows and features."
             raise ValueError(msg)
+        if not adata.var_names.is_unique:
+            dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+            msg = (
+                f"adata.var_names has duplicates {dups}; SED needs one name per feature. "
+                "Make them unique first, e.g. `adata.var_names_make_unique()`."
+            )
+            raise ValueError(msg)
         x = self.get_field_data(adata)
         dtype = getattr(x, "dtype", None)
         if dtype is None or dtype.kind not in "biuf":
@@ -60,6 +67,15 @@ class SparseLayerField(LayerField):
                 "or drop the affected rows."
             )
             raise ValueError(msg)
+        if stats.n_obs < 2:
+            msg = (
+                f"{_where(self.attr_key)} has {stats.n_obs} row; SED needs at least 2 rows to "
+                "train (the latent statistics of one row are undefined)."
+            )
+            raise ValueError(msg)
+        if stats.max_nonzero == 0:
+            msg = f"{_where(self.attr_key)} is all zeros; SED models the non-zero entries, so there is nothing to learn."
+            raise ValueError(msg)
         out = stats.to_dict()
         out["seen"] = np.asarray(out["seen"])
         return out
@@ -71,8 +87,16 @@ class SparseLayerField(LayerField):
         return state
 
     def transfer_field(self, state_registry: dict, adata_target: AnnData, **kwargs) -> dict:
-        """Register a new AnnData with the *training* statistics (validated, not refitted)."""
-        state = super().transfer_field(state_registry, adata_target, **kwargs)
+        """Register a new AnnData with the *training* statistics.
+
+        The new layer is validated (present, numeric, as many features) but its statistics
+        are not computed: the model keeps those of its training data.
+        """
+        n_vars = state_registry[self.N_VARS_KEY]
+        if adata_target.n_vars != n_vars:
+            msg = f"The AnnData has {adata_target.n_vars} features; the model was trained on {n_vars}."
+            raise ValueError(msg)
+        state = LayerField.register_field(self, adata_target)  # layout only, no statistics
         state[self.STATS_KEY] = state_registry[self.STATS_KEY]
         return state
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -16,10 +20,64 @@ from sc_sed.data import pairs_to_csr
 from ._conditions import draw_conditions
 from ._mudata import to_mudata
 from ._output import condition_obs, synthetic_anndata
+from ._stream import check_out_path, write_streamed
 
 if TYPE_CHECKING:
     from anndata import AnnData
     from mudata import MuData
+
+logger = logging.getLogger(__name__)
+
+#: Refuse an in-memory result estimated above this share of the available memory.
+MEMORY_SHARE = 0.5
+#: Bytes per stored non-zero of a generated CSR (float32 value + int32/int64 index, during
+#: the final stack held twice) and per row (indptr, obs).
+BYTES_PER_NONZERO = 24
+BYTES_PER_ROW = 64
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _finite(value: Any) -> bool:
+    return (
+        isinstance(value, int | float | np.number)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def check_generation_args(
+    n_cells: Any, *, temperature: Any, seed: Any, batch_size: Any, n_steps: Any, sampler: Any
+) -> None:
+    """Validate :meth:`GenerationMixin.generate`'s scalar arguments before any work."""
+    if n_cells is not None and not (_is_int(n_cells) and n_cells >= 1):
+        msg = f"n_cells must be a positive integer (or None with `labels` counts), got {n_cells!r}."
+        raise (ValueError if _is_int(n_cells) else TypeError)(msg)
+    if not (_finite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
+    if not (_is_int(seed) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    for name, value in (("batch_size", batch_size), ("n_steps", n_steps)):
+        if not (_is_int(value) and value >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}.")
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
 
 
 class GenerationMixin:
@@ -35,14 +93,44 @@ class GenerationMixin:
             if unknown:
                 msg = f"guidance_scale names {unknown}, which the model is not conditioned on (registered: {keys})."
                 raise ValueError(msg)
-            return [float(guidance_scale.get(k, 1.0)) for k in keys]
-        if np.isscalar(guidance_scale):
-            return [float(guidance_scale)] * len(keys)
-        weights = [float(w) for w in guidance_scale]
-        if len(weights) != len(keys):
-            msg = f"guidance_scale has {len(weights)} weights for {len(keys)} covariates {keys}."
+            weights = [guidance_scale.get(k, 1.0) for k in keys]
+        elif isinstance(guidance_scale, str | bytes) or not isinstance(
+            guidance_scale, Sequence | np.ndarray | int | float | np.number
+        ):
+            msg = f"guidance_scale must be a number, a list or a dict of numbers, got {guidance_scale!r}."
+            raise TypeError(msg)
+        elif np.isscalar(guidance_scale):
+            weights = [guidance_scale] * len(keys)
+        else:
+            weights = list(guidance_scale)
+            if len(weights) != len(keys):
+                msg = (
+                    f"guidance_scale has {len(weights)} weights for {len(keys)} covariates {keys}."
+                )
+                raise ValueError(msg)
+        bad = [w for w in weights if not (_finite(w) and w >= 0)]
+        if bad:
+            msg = (
+                f"guidance_scale weights must be finite numbers >= 0 (0 unconditional, 1 "
+                f"conditional, > 1 sharper), got {bad}."
+            )
             raise ValueError(msg)
-        return weights
+        if not keys and (not np.isscalar(guidance_scale) or guidance_scale != 1.0):
+            logger.warning("guidance_scale is ignored: the model has no conditions.")
+        return [float(w) for w in weights]
+
+    def _check_memory(self, n_rows: int) -> None:
+        stats = self._data_stats
+        copies = 2 if self._layer is not None else 1
+        per_row = BYTES_PER_ROW + copies * BYTES_PER_NONZERO * max(1.0, stats["mean_nonzero"])
+        need, have = n_rows * per_row, _available_memory()
+        if need > MEMORY_SHARE * have:
+            msg = (
+                f"n_cells={n_rows} would need about {need / 2**30:.1f} GiB in memory "
+                f"({have / 2**30:.1f} GiB available). Stream the rows to disk instead: "
+                "generate(..., out='cells.h5ad') (or .zarr)."
+            )
+            raise ValueError(msg)
 
     def _provenance(self, **extra: Any) -> dict:
         from sc_sed import __version__
@@ -70,49 +158,67 @@ class GenerationMixin:
         seed: int = 0,
         batch_size: int = 256,
         progress_bar: bool = True,
-    ) -> AnnData:
+        out: str | os.PathLike | None = None,
+        overwrite: bool = False,
+    ) -> AnnData | MuData | Path:
         """Generate new rows with exact zeros.
 
         Parameters
         ----------
         n_cells
-            Number of rows; may be None when ``labels`` is a list or a dict of counts.
+            Number of rows (a positive integer); may be None when ``labels`` is a list or a
+            dict of counts.
         labels
             Requested values of ``labels_key``: one category (for every row), a list (one per
-            row) or a dict ``{category: n}``. None draws labels in training proportions.
+            row) or a dict ``{category: n}`` (non-negative integer counts). None draws labels
+            in training proportions.
         covariates
             Requested values of other registered covariates, ``{obs_key: request}`` with
             requests as for ``labels``. Unrequested covariates are drawn from training rows
             that match the requested ones.
         guidance_scale
-            Classifier-free guidance weight: one number for every covariate, a list (one per
-            covariate, in registration order: labels, batch, categorical covariates) or a
-            dict ``{obs_key: weight}``. 1 is plain conditional sampling, 0 unconditional,
-            above 1 sharpens the conditions.
+            Classifier-free guidance weight, finite and >= 0: one number for every covariate,
+            a list (one per covariate, in registration order: labels, batch, categorical
+            covariates) or a dict ``{obs_key: weight}``. 1 is plain conditional sampling, 0
+            unconditional, above 1 sharpens the conditions. Negative weights (sampling away
+            from a condition) are refused. A model without conditions ignores it (with a
+            logged warning when it is not 1).
         sampler
             ``"ddim"`` (deterministic) or ``"ddpm"`` (ancestral).
         n_steps
             Diffusion sampling steps.
         temperature
-            Softmax temperature of the decoder's index head.
+            Softmax temperature of the decoder's index head (finite, > 0).
         seed
-            Seed of every random draw; the same seed gives the same AnnData on the same device.
+            Seed of every random draw (a non-negative integer); the same seed gives the same
+            rows on the same device, in memory or streamed to ``out``.
         batch_size
             Rows generated together (memory grows with it, not with ``n_cells``).
         progress_bar
             Show a progress bar.
+        out
+            Stream the rows batch by batch to this ``.h5ad`` or ``.zarr`` file instead of
+            returning them, so memory does not grow with ``n_cells``. The file holds the
+            AnnData that would have been returned. Its folder must exist.
+        overwrite
+            Replace an existing ``out``.
 
         Returns
         -------
         AnnData with CSR ``X`` (also in ``layers[layer]`` when a layer was registered), the
         training ``var_names``, the conditions in ``obs`` (training categories),
-        ``obs["synthetic"] = True`` and provenance in ``uns["sc_sed"]``.
+        ``obs["synthetic"] = True`` and provenance in ``uns["sc_sed"]``; a MuData for a
+        MuData model. With ``out``: the path of the written file.
         """
         self._require("diffusion", "generate")
-        if isinstance(n_cells, int | np.integer) and n_cells < 1:
-            raise ValueError(f"n_cells must be a positive integer, got {n_cells}.")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        check_generation_args(
+            n_cells, temperature=temperature, seed=seed, batch_size=batch_size,
+            n_steps=n_steps, sampler=sampler,
+        )  # fmt: skip
+        path = None if out is None else check_out_path(out, overwrite)
+        if path is not None and self.registry_["setup_args"].get("modalities"):
+            raise ValueError("out= streams AnnData; a MuData model returns its rows in memory.")
+        self._check_latent_stats()
         requests = dict(covariates or {})
         if labels is not None:
             label_key = self.registry_["setup_args"].get("labels_key")
@@ -122,6 +228,8 @@ class GenerationMixin:
                 )
             requests[label_key] = labels
         weights = self._guidance_weights(guidance_scale)
+        if path is None and n_cells is not None:
+            self._check_memory(n_cells)
         codes = draw_conditions(
             self._conditions,
             requests,
@@ -129,18 +237,8 @@ class GenerationMixin:
             self._train_condition_codes(),
             np.random.default_rng(seed),
         )
-        self.module.eval()
-        device = self.module.device
-        generator = torch.Generator(device=device).manual_seed(seed)
-        parts = []
-        starts = range(0, codes.shape[0], batch_size)
-        for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
-            cond = torch.as_tensor(codes[start : start + batch_size], device=device)
-            index, value, _ = self.module.sample(
-                cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator,
-                temperature=temperature,
-            )  # fmt: skip
-            parts.append(pairs_to_csr(index, value, self.module.n_features))
+        if path is None:
+            self._check_memory(codes.shape[0])
         obs = condition_obs(
             self._conditions, codes, pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])])
         )
@@ -148,11 +246,49 @@ class GenerationMixin:
             seed=seed, sampler=sampler, n_steps=n_steps, temperature=temperature,
             guidance_scale=dict(zip([c.obs_key for c in self._conditions], weights, strict=True)),
         )  # fmt: skip
-        return self._wrap(sp.vstack(parts, format="csr"), obs, uns)
+        batches = self._generate_batches(
+            codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar
+        )
+        if path is None:
+            return self._wrap(sp.vstack(list(batches), format="csr"), obs, uns)
+        skeleton = self._wrap(None, obs, uns)
+        write_streamed(path, skeleton, batches, self._layer)
+        return path
 
-    def _wrap(self, x: sp.csr_matrix, obs: pd.DataFrame, uns: dict) -> AnnData | MuData:
-        """Wrap generated rows as AnnData (MuData for a MuData model) with training annotations."""
+    def _check_latent_stats(self) -> None:
+        std = self.module.diffusion.latent_std
+        if not bool(torch.isfinite(std).all()):
+            msg = (
+                "The diffusion's latent statistics are undefined (NaN): it was trained on "
+                "fewer than 2 rows. Retrain with more training rows."
+            )
+            raise RuntimeError(msg)
+
+    @torch.inference_mode()
+    def _generate_batches(
+        self, codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar
+    ) -> Iterator[sp.csr_matrix]:
+        """Sample and decode ``codes`` batch by batch (one seeded generator for all)."""
+        self.module.eval()
+        device = self.module.device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        starts = range(0, codes.shape[0], batch_size)
+        for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
+            cond = torch.as_tensor(codes[start : start + batch_size], device=device)
+            index, value, _ = self.module.sample(
+                cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator,
+                temperature=temperature,
+            )  # fmt: skip
+            yield pairs_to_csr(index, value, self.module.n_features)
+
+    def _wrap(self, x: sp.csr_matrix | None, obs: pd.DataFrame, uns: dict) -> AnnData | MuData:
+        """Wrap generated rows as AnnData (MuData for a MuData model) with training annotations.
+
+        ``x=None`` gives the skeleton of a streamed result (no ``X``, no layers).
+        """
         out = synthetic_anndata(x, self.training_var_, obs, layer=self._layer, uns=uns)
         for key, value in self.training_uns_.items():
             out.uns[key] = value
+        if x is None:
+            return out
         return to_mudata(out) if self.registry_["setup_args"].get("modalities") else out

@@ -58,7 +58,7 @@ def condition_obs(
 
 
 def synthetic_anndata(
-    x: sp.csr_matrix,
+    x: sp.csr_matrix | None,
     var: pd.DataFrame,
     obs: pd.DataFrame,
     *,
@@ -70,7 +70,8 @@ def synthetic_anndata(
     Parameters
     ----------
     x
-        ``(n, n_features)`` generated values.
+        ``(n, n_features)`` generated values; None leaves ``X`` and the layer empty (the
+        skeleton of a result streamed to disk).
     var
         Training feature annotations (index: feature names); copied with object-dtype
         strings (:func:`writable_frame`), so the result always writes to .h5ad.
@@ -88,11 +89,11 @@ def synthetic_anndata(
     obs = obs.copy()
     obs["synthetic"] = True
     adata = AnnData(
-        X=sp.csr_matrix(x, dtype=np.float32),
+        X=None if x is None else sp.csr_matrix(x, dtype=np.float32),
         obs=obs,
         var=writable_frame(var),
     )
-    if layer is not None:
+    if layer is not None and x is not None:
         adata.layers[layer] = adata.X.copy()
     adata.uns["sc_sed"] = uns
     return adata

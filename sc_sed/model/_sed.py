@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +21,7 @@ from sc_sed.data import pairs_to_csr
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
 from sc_sed.train import quiet_sparse_loading, tokenize_batch
 
+from . import _io
 from ._conditions import condition_specs
 from ._fields import SparseLayerField
 from ._generation import GenerationMixin
@@ -26,6 +30,7 @@ from ._training import TrainingMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
+    from mudata import MuData
 
 FACTORISED_HEAD_MIN_FEATURES = 512
 
@@ -39,6 +44,54 @@ def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | Non
                     f"(columns: {list(adata.obs.columns)[:20]})."
                 )
                 raise KeyError(msg)
+            n_missing = int(adata.obs[key].isna().sum())
+            if n_missing:
+                msg = (
+                    f"{arg}={key!r}: adata.obs[{key!r}] has {n_missing} missing value(s); "
+                    "fill them (e.g. with an 'unknown' category) or drop those rows first."
+                )
+                raise ValueError(msg)
+
+
+def check_var_names(adata: AnnData | MuData, registry: dict) -> None:
+    """Raise when ``adata``'s features differ from the training features (names and order)."""
+    modalities = registry["setup_args"].get("modalities")
+    blocks = (
+        [(m, adata.mod[m].var_names) for m in modalities]
+        if modalities and hasattr(adata, "mod")
+        else [(None, adata.var_names)]
+    )
+    fields = registry["field_registries"]
+    for key, (mod, names) in zip(data_keys(registry), blocks, strict=False):
+        expected = np.asarray(fields[key]["state_registry"]["column_names"]).astype(str)
+        got = np.asarray(names).astype(str)
+        if got.shape == expected.shape and (got == expected).all():
+            continue
+        where = "adata.var_names" if mod is None else f"mdata.mod[{mod!r}].var_names"
+        if got.shape != expected.shape:
+            detail = f"{got.size} features, the model was trained on {expected.size}"
+        else:
+            i = int(np.flatnonzero(got != expected)[0])
+            detail = f"position {i} is {got[i]!r}, the model was trained on {expected[i]!r}"
+        msg = (
+            f"{where} differ from the training features ({detail}). Subset and order the "
+            "features as in training, e.g. `adata[:, model.training_var_.index]`."
+        )
+        raise ValueError(msg)
+
+
+def check_indices(indices: Sequence[int] | None, n_obs: int) -> np.ndarray:
+    """Row positions to use: all rows for None, else a non-empty 1-D integer list in range."""
+    if indices is None:
+        return np.arange(n_obs)
+    rows = np.asarray(indices)
+    if rows.ndim != 1 or rows.size == 0 or rows.dtype.kind not in "iu":
+        msg = f"indices must be a non-empty 1-D list of integer row positions, got {indices!r}."
+        raise ValueError(msg)
+    if rows.min() < 0 or rows.max() >= n_obs:
+        msg = f"indices must lie in [0, {n_obs}), got values from {rows.min()} to {rows.max()}."
+        raise ValueError(msg)
+    return rows
 
 
 @docs.dedent
@@ -294,10 +347,12 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         ``(n_rows, n_latent)`` array.
         """
         self._require("autoencoder", "compute latents")
+        adata = self._validate_anndata(adata)
+        rows = check_indices(indices, adata.n_obs)
         self.module.eval()
         out = [
             self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY]).cpu()
-            for b in self._token_batches(adata, indices, batch_size)
+            for b in self._token_batches(adata, rows, batch_size)
         ]
         return torch.cat(out).numpy()
 
@@ -345,7 +400,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         self._require("autoencoder", "reconstruct")
         self.module.eval()
         source = self._validate_anndata(adata)
-        rows = np.arange(source.n_obs) if indices is None else np.asarray(indices)
+        rows = check_indices(indices, source.n_obs)
         generator = torch.Generator(device=self.module.device).manual_seed(seed)
         parts = []
         for b in self._token_batches(source, rows, batch_size):
@@ -355,3 +410,164 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             seed=seed, task="reconstruct", greedy=greedy, temperature=temperature
         )
         return self._wrap(sp.vstack(parts, format="csr"), source.obs.iloc[rows].copy(), uns)
+
+    # -- save / load -------------------------------------------------------------------------
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
+        if adata is not None:
+            check_var_names(adata, self.registry_)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
+    def save(
+        self,
+        dir_path: str | os.PathLike,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        save_kwargs: dict | None = None,
+        legacy_mudata_format: bool = False,
+        datamodule: Any = None,
+        **anndata_write_kwargs: Any,
+    ) -> None:
+        """Save the model to a folder in SED's pickle-free format.
+
+        The folder holds JSON (parameters, registry, fitted attributes, history), a
+        safetensors file (weights and buffers) and an ``.h5ad`` with the training
+        ``var``/``uns`` (see :mod:`sc_sed.model._io`). It is written to a temporary
+        folder next to ``dir_path`` and renamed into place, so an interrupted save never
+        leaves a half-written model.
+
+        Parameters
+        ----------
+        dir_path
+            Folder to write.
+        prefix
+            Prefix of the file names (several models may share a folder).
+        overwrite
+            Replace an existing folder's saved model (its files with this prefix, including
+            an earlier ``adata.h5ad``, are removed; other files stay). Without it an
+            existing ``dir_path`` raises.
+        save_anndata
+            Also write the registered AnnData (``adata.h5ad``, or ``mdata.h5mu``).
+        save_kwargs, legacy_mudata_format, datamodule
+            scvi-tools options of its pickle format; not supported (must keep defaults).
+        **anndata_write_kwargs
+            Passed to :meth:`anndata.AnnData.write` with ``save_anndata=True``.
+        """
+        if save_kwargs or legacy_mudata_format or datamodule is not None:
+            msg = (
+                "save_kwargs, legacy_mudata_format and datamodule belong to scvi-tools' pickle "
+                "format, which SEDModel does not write; leave them at their defaults."
+            )
+            raise ValueError(msg)
+        _io.save_model(
+            self, dir_path, prefix=prefix, overwrite=overwrite, save_anndata=save_anndata,
+            write_kwargs=anndata_write_kwargs,
+        )  # fmt: skip
+
+    @classmethod
+    def load(
+        cls,
+        dir_path: str | os.PathLike,
+        adata: AnnData | MuData | None = None,
+        accelerator: str = "auto",
+        device: int | str = "auto",
+        prefix: str | None = None,
+        backup_url: str | None = None,
+        datamodule: Any = None,
+        allowed_classes_names_list: list[str] | None = None,
+    ) -> SEDModel:
+        """Load a model saved by :meth:`save`; never runs code from the files.
+
+        Every file is validated (present, non-empty, well-formed, matching the schema and
+        the model's tensor shapes) before the model is built; problems raise
+        :class:`~sc_sed.model._io.ModelFileError` (a ``ValueError``) naming the file.
+        Folders in the earlier pickle format are refused; see :meth:`convert_legacy_save`.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            AnnData (or MuData) laid out as the training data: same features in the same
+            order and no unknown categories; it is registered with the saved setup.
+            None loads the folder's saved AnnData when there is one, False never does.
+        accelerator, device
+            Where to put the model (``"auto"``: a GPU when there is one).
+        prefix
+            Prefix of the file names.
+        backup_url, datamodule
+            Not supported (must be None).
+        allowed_classes_names_list
+            Further model class names accepted besides this class's.
+
+        Returns
+        -------
+        The model.
+        """
+        from scvi.model._utils import parse_device_args
+
+        if backup_url is not None or datamodule is not None:
+            msg = "backup_url and datamodule are not supported; download the folder first."
+            raise ValueError(msg)
+        _, _, torch_device = parse_device_args(
+            accelerator=accelerator, devices=device, return_device="torch",
+            validate_single_device=True,
+        )  # fmt: skip
+        saved = _io.read_folder(
+            dir_path, cls, prefix=prefix, load_adata=adata is None,
+            allowed=list(allowed_classes_names_list or []),
+        )  # fmt: skip
+        adata = saved.adata if adata is None else adata
+        if adata is not None and adata is not False:
+            registry = saved.doc["registry"]
+            check_var_names(adata, registry)
+            setup = getattr(cls, registry["setup_method_name"])
+            setup(adata, source_registry=registry, **registry["setup_args"])
+        model = _io.restore_model(cls, saved, adata if adata is not False else None)
+        model.to_device(torch_device)
+        model.module.eval()
+        return model
+
+    @classmethod
+    def convert_legacy_save(
+        cls,
+        dir_path: str | os.PathLike,
+        output_dir_path: str | os.PathLike,
+        overwrite: bool = False,
+        prefix: str | None = None,
+        **save_kwargs: Any,
+    ) -> None:
+        """Convert a folder of the earlier pickle format (``model.pt``) to the current one.
+
+        .. warning::
+            UNSAFE: this unpickles ``model.pt``, and unpickling runs whatever code the file
+            carries. Only convert folders from a source you trust. The converted folder is
+            safe to load and share.
+
+        Parameters
+        ----------
+        dir_path
+            Folder in the earlier format (scvi-tools' ``model.pt``).
+        output_dir_path
+            Folder to write in the current format.
+        overwrite
+            Replace an existing ``output_dir_path``.
+        prefix
+            Prefix of the file names (read and written).
+        **save_kwargs
+            Passed to :meth:`save`.
+        """
+        names = _io.file_names(prefix)
+        legacy = os.path.join(dir_path, names["legacy"])
+        if not os.path.isfile(legacy):
+            raise _io.ModelFileError(f"{legacy} is missing; nothing to convert.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BaseModelClass.load.__func__(
+                cls, str(dir_path), adata=False, accelerator="cpu", prefix=prefix
+            )
+        model.save(output_dir_path, prefix=prefix, overwrite=overwrite, **save_kwargs)
+        for key in ("adata", "mdata"):
+            src = os.path.join(dir_path, names[key])
+            if os.path.isfile(src):
+                shutil.copy2(src, os.path.join(output_dir_path, names[key]))

@@ -7,7 +7,6 @@ from torch import nn
 
 from sc_sed._vocab import TokenVocabulary
 
-from ._attention import KVCache, TransformerBlock
 from ._attention import TransformerBlock
 from ._decoding import decode
 from ._embeddings import IndexEmbedding, ValueEmbedding, sinusoidal

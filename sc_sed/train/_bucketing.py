@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch.utils.data import Sampler
+
+from sc_sed.data import row_nnz
 
 
 def row_lengths(blocks: Sequence) -> np.ndarray:
@@ -23,8 +24,10 @@ def row_lengths(blocks: Sequence) -> np.ndarray:
     Parameters
     ----------
     blocks
-        Matrices with the same rows: scipy sparse, dense arrays, or anything
-        ``numpy.asarray`` accepts.
+        Matrices with the same rows: scipy sparse, anndata backed sparse datasets
+        (``read_h5ad(..., backed="r")``), dense arrays or row-sliceable array-likes. CSR
+        lengths come from ``indptr`` alone; nothing is densified
+        (:func:`sc_sed.data.row_nnz`).
 
     Returns
     -------
@@ -32,11 +35,8 @@ def row_lengths(blocks: Sequence) -> np.ndarray:
     """
     total = None
     for block in blocks:
-        if sp.issparse(block):
-            n = np.diff(sp.csr_matrix(block).indptr)
-        else:
-            n = np.count_nonzero(np.asarray(block), axis=1)
-        total = n.astype(np.int64) if total is None else total + n
+        n = row_nnz(block)
+        total = n if total is None else total + n
     if total is None:
         msg = "row_lengths needs at least one data block."
         raise ValueError(msg)
