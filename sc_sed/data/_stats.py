@@ -18,6 +18,8 @@ class MatrixStats:
         Shape.
     max_nonzero
         Most non-zero entries in one row.
+    mean_nonzero
+        Average non-zero entries per row (sizes the memory of generated output).
     is_integer
         All values are integers.
     has_negative
@@ -33,6 +35,7 @@ class MatrixStats:
     n_obs: int
     n_vars: int
     max_nonzero: int
+    mean_nonzero: float
     is_integer: bool
     has_negative: bool
     min_value: float
@@ -146,6 +149,7 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         n_obs=n_obs,
         n_vars=n_vars,
         max_nonzero=int(row_nnz.max()) if n_obs else 0,
+        mean_nonzero=float(row_nnz.mean()) if n_obs else 0.0,
         is_integer=is_int,
         has_negative=min_value < 0,
         min_value=min_value,

@@ -44,6 +44,7 @@ def combined_stats(registry: dict) -> dict:
         "n_obs": blocks[0]["n_obs"],
         "n_vars": sum(b["n_vars"] for b in blocks),
         "max_nonzero": sum(b["max_nonzero"] for b in blocks),
+        "mean_nonzero": sum(b.get("mean_nonzero", 0.0) for b in blocks),
         "is_integer": all(b["is_integer"] for b in blocks),
         "has_negative": any(b["has_negative"] for b in blocks),
         "min_value": min(b["min_value"] for b in blocks),
