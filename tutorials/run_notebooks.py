@@ -29,30 +29,47 @@ KERNEL_NAME = "sc_sed_tutorials"
 
 
 def notebooks(names: Sequence[str] = ()) -> list[Path]:
-    """The tutorial notebooks (all of them, or those named), in order."""
+    """Return the tutorial notebooks (all of them, or those named), in order."""
     if names:
         return [TUTORIALS / Path(n).name for n in names]
     return sorted(TUTORIALS.glob("[0-9]*.ipynb"))
 
 
+def _kernel_env(fast: bool) -> dict[str, str]:
+    """Environment of the kernel: the budget switch, and this checkout's ``sc_sed`` first."""
+    env = {"SC_SED_FAST": "1" if fast else "0"}
+    paths = [str(TUTORIALS.parent), os.environ.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
 def execute(path: Path, *, fast: bool, write: bool, timeout: int = 1800) -> float:
     """Run one notebook top to bottom in a new kernel; return the seconds it took.
 
-    Raises ``nbclient.exceptions.CellExecutionError`` when a cell raises.
+    Raises ``nbclient.exceptions.CellExecutionError`` when a cell raises. The kernel gets
+    ``SC_SED_FAST=1`` when ``fast``; the caller's environment is left as it was.
     """
-    os.environ["SC_SED_FAST"] = "1" if fast else "0"
     nb = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory() as tmp:
-        # a kernel spec pointing at this interpreter, whatever kernels the user has installed
-        write_kernel_spec(Path(tmp) / KERNEL_NAME)
-        ksm = KernelSpecManager(kernel_dirs=[tmp])
-        km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
-        client = NotebookClient(
-            nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}}
-        )
-        t0 = time.perf_counter()
-        client.execute()
-        seconds = time.perf_counter() - t0
+    saved = {k: os.environ.get(k) for k in ("SC_SED_FAST", "PYTHONPATH")}
+    os.environ.update(_kernel_env(fast))  # the kernel inherits this process's environment
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            # a kernel spec pointing at this interpreter, whatever kernels the user has installed
+            write_kernel_spec(Path(tmp) / KERNEL_NAME)
+            ksm = KernelSpecManager(kernel_dirs=[tmp])
+            km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
+            client = NotebookClient(
+                nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}}
+            )
+            t0 = time.perf_counter()
+            client.execute()
+            seconds = time.perf_counter() - t0
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if write:
         nb.metadata["kernelspec"] = {
             "name": "python3",
