@@ -62,7 +62,11 @@ def execute(path: Path, *, fast: bool, write: bool, timeout: int = 1800) -> floa
                 nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}}
             )
             t0 = time.perf_counter()
-            client.execute()
+            try:
+                client.execute()
+            finally:  # nbclient leaves a kernel it did not create running: stop it here
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
             seconds = time.perf_counter() - t0
     finally:
         for key, value in saved.items():
