@@ -86,6 +86,7 @@ def test_tutorials_are_rendered_with_their_images(html):
             "image/png" in out.get("data", {}) or "image/svg+xml" in out.get("data", {})
             for c in cells if c["cell_type"] == "code" for out in c.get("outputs", [])
         )  # fmt: skip
+        assert n_images >= 1, f"{nb.name} has no figure in its outputs: run `make tutorials`"
         page = html / "tutorials" / f"{nb.stem}.html"
         assert page.exists(), page
         srcs = re.findall(r'<img[^>]+src="([^"]+)"', page.read_text())
