@@ -109,7 +109,12 @@ class LatentDiffusion(nn.Module):
         return torch.where(drop, null, cond)
 
     def loss(
-        self, z0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        z0: torch.Tensor,
+        cond: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        ema: bool = False,
     ) -> torch.Tensor:
         """x₀-prediction loss on standardised vectors ``z0`` with condition codes ``cond``.
 
@@ -117,8 +122,10 @@ class LatentDiffusion(nn.Module):
         (truncated-SNR weighting). With probability ``self_cond_prob`` the denoiser first
         predicts x₀ without gradient and sees that estimate as self-conditioning input.
         ``generator`` (on ``z0``'s device) fixes every random draw, e.g. for a validation
-        loss comparable across epochs.
+        loss comparable across epochs. ``ema=True`` scores the EMA denoiser (the one that
+        samples) instead of the trained one.
         """
+        net = self.ema_denoiser if ema else self.denoiser
         kw = {"device": z0.device, "generator": generator}
         t = torch.rand(z0.shape[0], **kw)
         z_t = self.schedule.add_noise(z0, t, torch.randn(z0.shape, dtype=z0.dtype, **kw))
@@ -127,8 +134,8 @@ class LatentDiffusion(nn.Module):
         self_cond = torch.zeros_like(z0)
         if torch.rand((), **kw) < self.self_cond_prob:
             with torch.no_grad():
-                self_cond = self.denoiser(z_t, logsnr, self_cond, cond)
-        pred = self.denoiser(z_t, logsnr, self_cond, cond)
+                self_cond = net(z_t, logsnr, self_cond, cond)
+        pred = net(z_t, logsnr, self_cond, cond)
         weight = torch.exp(logsnr).clamp(1.0, 1e4)
         return (weight * ((pred - z0) ** 2).mean(-1)).mean()
 

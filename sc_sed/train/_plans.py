@@ -182,15 +182,19 @@ class DiffusionTrainingPlan(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        """Diffusion loss on held-out latents, with the same noise draws every epoch.
+        """Diffusion loss of the EMA denoiser on held-out latents, same noise every epoch.
 
-        Fixed draws make epochs comparable, so early stopping reacts to the model and
-        not to the noise of a small validation set.
+        The EMA network is the one that samples, so early stopping waits until it (not
+        only the trained network, which it lags by about ``1 / (1 - ema_decay)`` steps)
+        stops improving. Fixed draws make epochs comparable, so early stopping reacts to
+        the model and not to the noise of a small validation set.
         """
         z, cond = batch
         draws = max(1, math.ceil(self.min_validation_draws / max(1, self.n_obs_validation or 1)))
         generator = torch.Generator(device=z.device).manual_seed(batch_idx)
-        loss = self.module.loss(z.repeat(draws, 1), cond.repeat(draws, 1), generator=generator)
+        loss = self.module.loss(
+            z.repeat(draws, 1), cond.repeat(draws, 1), generator=generator, ema=True
+        )
         self.log(
             "validation_diffusion_loss",
             loss,

@@ -125,7 +125,7 @@ def test_diffusion_stops_early_by_default():
     model = _model()
     model.train_autoencoder(max_epochs=1, batch_size=16, **FIT)
     model.train_diffusion(
-        max_epochs=500, early_stopping_patience=2, early_stopping_min_delta=10.0, **FIT
+        max_epochs=500, early_stopping_patience=2, early_stopping_min_delta=1e9, **FIT
     )
     assert "validation_diffusion_loss" in model.history
     assert len(model.history["train_diffusion_loss"]) < 10  # patience 2, impossible min_delta
@@ -170,7 +170,9 @@ def test_validation_scores_each_held_out_latent_with_several_draws(monkeypatch):
     plan = DiffusionTrainingPlan(module, min_validation_draws=12)
     plan.n_obs_validation = 4
     seen = []
-    monkeypatch.setattr(module, "loss", lambda z, cond, generator: seen.append(len(z)) or z.sum())
+    monkeypatch.setattr(
+        module, "loss", lambda z, cond, generator, ema: seen.append((len(z), ema)) or z.sum()
+    )
     monkeypatch.setattr(plan, "log", lambda *a, **k: None)
     plan.validation_step((torch.randn(4, 4), torch.zeros(4, 1, dtype=torch.long)), 0)
-    assert seen == [12]
+    assert seen == [(12, True)]  # the EMA network, which samples, is scored
