@@ -52,11 +52,33 @@ def train(folder: Path, max_nonzero: int, seed: int) -> None:
     model.save(folder, overwrite=True)
 
 
-def child(model_dir: str, n_cells: int, mode: str, batch_size: int, n_steps: int) -> dict:
+def _fake_batches(n_features: int, nnz: int):
+    """Replace sampling + decoding by random CSR rows with ``nnz`` non-zeros (writer only)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    def batches(codes, *args, **kwargs):
+        rng = np.random.default_rng(0)
+        batch_size = args[5]
+        for start in range(0, codes.shape[0], batch_size):
+            n = min(batch_size, codes.shape[0] - start)
+            cols = np.sort(rng.random((n, n_features)).argsort(axis=1)[:, :nnz], axis=1)
+            values = rng.integers(1, 20, size=(n, nnz)).astype(np.float32)
+            indptr = np.arange(0, n * nnz + 1, nnz)
+            yield sp.csr_matrix((values.ravel(), cols.ravel(), indptr), shape=(n, n_features))
+
+    return batches
+
+
+def child(
+    model_dir: str, n_cells: int, mode: str, batch_size: int, n_steps: int, fake_nnz: int = 0
+) -> dict:
     """Load the model, generate, and report peak memory (runs in its own process)."""
     import sc_sed
 
     model = sc_sed.SEDModel.load(model_dir, adata=False, accelerator="cpu")
+    if fake_nnz:
+        model._generate_batches = _fake_batches(model.module.n_features, fake_nnz)
     before = _rss_mb("VmRSS")
     start = time.perf_counter()
     kw = {"n_steps": n_steps, "batch_size": batch_size, "progress_bar": False, "seed": 0}
@@ -83,6 +105,7 @@ def _run_child(model_dir: Path, n: int, mode: str, args) -> dict:
     cmd = [
         sys.executable, __file__, "--child", str(model_dir), "--n", str(n), "--mode", mode,
         "--batch-size", str(args.batch_size), "--n-steps", str(args.n_steps),
+        "--fake-nnz", str(args.fake_nnz),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
@@ -112,12 +135,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--n-steps", type=int, default=4, help="DDIM steps.")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/generation_memory.json"))
     p.add_argument("--smoke", action="store_true", help="Tiny sizes, seconds.")
+    p.add_argument(
+        "--fake-nnz",
+        type=int,
+        default=0,
+        help="Skip sampling/decoding: stream random rows with this many non-zeros (measures "
+        "the conditions, obs and writer alone, fast; 0 = the real model).",
+    )
+    p.add_argument(
+        "--memory-max", type=int, default=MEMORY_CELLS_MAX, help="Largest in-memory run."
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--mode", default="stream", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.n, args.mode, args.batch_size, args.n_steps)))
+        row = child(args.child, args.n, args.mode, args.batch_size, args.n_steps, args.fake_nnz)
+        print(json.dumps(row))
         return []
     if args.smoke:
         args.n_cells, args.batch_size, args.max_nonzero = [200, 400], 100, 16
@@ -126,13 +160,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         train(model_dir, args.max_nonzero, seed=0)
         rows = []
         for n in args.n_cells:
-            modes = ["stream", "memory"] if n <= max(MEMORY_CELLS_MAX, 400) else ["stream"]
+            modes = ["stream", "memory"] if n <= max(args.memory_max, 400) else ["stream"]
             for mode in modes:
                 rows.append(_run_child(model_dir, n, mode, args))
                 print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k not in ("child", "n", "mode", "out")}
+    config["mode"] = "fake rows (writer only)" if args.fake_nnz else "real model"
     args.out.write_text(json.dumps({"rows": rows, "config": config}, indent=1))
     return rows
 
