@@ -82,7 +82,20 @@ class LatentDiffusion(nn.Module):
         self.latent_std.copy_(std.clamp_min(1e-4))
 
     def fit_stats(self, z: torch.Tensor) -> None:
-        """Store the mean/std of training vectors ``z`` (``(n, n_latent)``)."""
+        """Store the mean/std of training vectors ``z`` (``(n, n_latent)``, ``n >= 2``).
+
+        Raises ``ValueError`` for fewer than two vectors (the std is undefined) or
+        non-finite values.
+        """
+        if z.shape[0] < 2:
+            msg = (
+                f"The latent statistics need at least 2 training rows, got {z.shape[0]}; "
+                "train on more rows (or a smaller validation split)."
+            )
+            raise ValueError(msg)
+        if not torch.isfinite(z).all():
+            msg = "The encoder produced non-finite latents; check the data and the autoencoder."
+            raise ValueError(msg)
         self.set_stats(z.mean(0), z.std(0))
 
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
