@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
@@ -183,8 +183,13 @@ class SEDModule(BaseModuleClass):
         greedy: bool = False,
         use_cache: bool = True,
         max_length: int | None = None,
+        **decode_options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode latents into (index, value) pairs; see :meth:`ARDecoder.generate`."""
+        """Decode latents into (index, value) pairs; see :meth:`ARDecoder.generate`.
+
+        ``decode_options`` (``static_shapes``, ``cuda_graph``, ``autocast_dtype``,
+        ``check_every``) reach :meth:`ARDecoder.generate` unchanged.
+        """
         return self.decoder.generate(
             z,
             max_length or self.max_nonzero,
@@ -193,6 +198,7 @@ class SEDModule(BaseModuleClass):
             temperature=temperature,
             greedy=greedy,
             use_cache=use_cache,
+            **decode_options,
         )
 
     @torch.no_grad()
@@ -206,6 +212,7 @@ class SEDModule(BaseModuleClass):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
+        **decode_options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate rows: latents by reverse diffusion, then decoded into (index, value) pairs.
 
@@ -219,6 +226,9 @@ class SEDModule(BaseModuleClass):
             Source of every random draw (diffusion and decoding).
         temperature, greedy
             See :meth:`decode`.
+        **decode_options
+            Decoding options of :meth:`ARDecoder.generate` (e.g. ``cuda_graph=True``,
+            ``autocast_dtype=torch.bfloat16`` on a GPU).
 
         Returns
         -------
@@ -227,4 +237,6 @@ class SEDModule(BaseModuleClass):
         z = self.diffusion.sample(
             cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator
         )
-        return self.decode(z, generator=generator, temperature=temperature, greedy=greedy)
+        return self.decode(
+            z, generator=generator, temperature=temperature, greedy=greedy, **decode_options
+        )

@@ -197,3 +197,29 @@ def test_cuda_graph_matches_static_eager(head):
     )
     assert ((index[:, 1:] > index[:, :-1]) | (index[:, 1:] == D + 2)).all()
     assert torch.equal((index < D).sum(1), n)
+
+
+def test_module_sample_passes_decoding_options_through():
+    from sc_sed.module import SEDModule
+
+    torch.manual_seed(0)
+    module = SEDModule(
+        n_features=12,
+        max_nonzero=5,
+        n_latent=4,
+        n_hidden=16,
+        n_heads=2,
+        n_ff=16,
+        denoiser_widths=(16, 8),
+    ).eval()
+    cond = torch.zeros(6, 0, dtype=torch.long)
+    out = [
+        module.sample(
+            cond, n_steps=3, generator=torch.Generator().manual_seed(1), static_shapes=flag
+        )
+        for flag in (False, True)
+    ]
+    for a, b in zip(out[0], out[1], strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError):
+        module.sample(cond, n_steps=3, not_an_option=True)
