@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 from scvi import REGISTRY_KEYS
 
-_FIELDS = "field_registries"
-_STATE = "state_registry"
+from ._registry import setup_arg, state_registry
 
 
 @dataclass(frozen=True)
@@ -42,18 +41,16 @@ class ConditionSpec:
 
 def condition_specs(registry: Mapping[str, Any]) -> list[ConditionSpec]:
     """List the covariates given to ``setup_anndata`` (labels, batch, categorical covariates)."""
-    args = registry["setup_args"]
-    fields = registry[_FIELDS]
     specs = []
     for arg, key in (
         ("labels_key", REGISTRY_KEYS.LABELS_KEY),
         ("batch_key", REGISTRY_KEYS.BATCH_KEY),
     ):
-        if args.get(arg) is not None:
-            mapping = fields[key][_STATE]["categorical_mapping"]
-            specs.append(ConditionSpec(args[arg], key, 0, tuple(mapping)))
-    if args.get("categorical_covariate_keys"):
-        state = fields[REGISTRY_KEYS.CAT_COVS_KEY][_STATE]
+        if setup_arg(registry, arg) is not None:
+            mapping = state_registry(registry, key)["categorical_mapping"]
+            specs.append(ConditionSpec(setup_arg(registry, arg), key, 0, tuple(mapping)))
+    if setup_arg(registry, "categorical_covariate_keys"):
+        state = state_registry(registry, REGISTRY_KEYS.CAT_COVS_KEY)
         for col, obs_key in enumerate(state["field_keys"]):
             specs.append(
                 ConditionSpec(

@@ -122,7 +122,9 @@ class GenerationMixin:
     def _check_memory(self, n_rows: int) -> None:
         stats = self._data_stats
         copies = 2 if self._layer is not None else 1
-        per_row = BYTES_PER_ROW + copies * BYTES_PER_NONZERO * max(1.0, stats.get("mean_nonzero", stats["max_nonzero"]))
+        per_row = BYTES_PER_ROW + copies * BYTES_PER_NONZERO * max(
+            1.0, stats.get("mean_nonzero", stats["max_nonzero"])
+        )
         need, have = n_rows * per_row, _available_memory()
         if need > MEMORY_SHARE * have:
             msg = (

@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._registry import (
+    FIELD_REGISTRIES_KEY,
+    SETUP_ARGS_KEY,
+    STATE_REGISTRY_KEY,
+    state_registry,
+)
+
 FORMAT = "sc_sed.SEDModel"
 FORMAT_VERSION = 1
 
@@ -109,7 +116,7 @@ def check_document(doc: Any, model_cls: type, allowed_classes: list[str]) -> Non
 
 
 def _n_obs(registry: Mapping) -> int:
-    return int(registry["field_registries"]["X"]["state_registry"]["sc_sed_stats"]["n_obs"])
+    return int(state_registry(registry, "X")["sc_sed_stats"]["n_obs"])
 
 
 def check_registry(registry: Any, model_cls: type) -> Mapping:
@@ -121,12 +128,12 @@ def check_registry(registry: Any, model_cls: type) -> Mapping:
     method = registry.get("setup_method_name")
     if method not in _SETUP_METHODS:
         _fail("registry/setup_method_name", f"expected one of {_SETUP_METHODS}, found {method!r}")
-    args = _dict(registry.get("setup_args"), "registry/setup_args")
+    args = _dict(registry.get(SETUP_ARGS_KEY), "registry/setup_args")
     accepted = set(inspect.signature(getattr(model_cls, method)).parameters) - {"kwargs"}
     unknown = [k for k in args if k not in accepted]
     if unknown:
         _fail("registry/setup_args", f"unknown arguments {unknown} of {method}")
-    fields = _dict(registry.get("field_registries"), "registry/field_registries")
+    fields = _dict(registry.get(FIELD_REGISTRIES_KEY), "registry/field_registries")
     for key in data_keys(registry):
         _check_data_field(fields.get(key), f"registry/field_registries/{key}")
     try:
@@ -140,7 +147,7 @@ def check_registry(registry: Any, model_cls: type) -> Mapping:
 
 
 def _check_data_field(field: Any, where: str) -> None:
-    state = _dict(_dict(field, where).get("state_registry"), f"{where}/state_registry")
+    state = _dict(_dict(field, where).get(STATE_REGISTRY_KEY), f"{where}/state_registry")
     stats = _dict(state.get("sc_sed_stats"), f"{where}/state_registry/sc_sed_stats")
     for key, kind in _STATS_TYPES.items():
         value = stats.get(key)

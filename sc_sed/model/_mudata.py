@@ -15,17 +15,17 @@ from scvi.data.fields import (
 )
 
 from ._fields import SparseLayerField
+from ._registry import SETUP_ARGS_KEY, setup_arg, state_registry
 
 if TYPE_CHECKING:
     from mudata import MuData
 
 MuDataSparseLayerField = MuDataWrapper(SparseLayerField)
-_FIELDS, _STATE = "field_registries", "state_registry"
 
 
 def data_keys(registry: dict) -> list[str]:
     """Registry keys of the data blocks: ``["X"]`` for AnnData, one per modality for MuData."""
-    modalities = registry["setup_args"].get("modalities")
+    modalities = setup_arg(registry, "modalities")
     if not modalities:
         return [REGISTRY_KEYS.X_KEY]
     return [REGISTRY_KEYS.X_KEY] + [f"{REGISTRY_KEYS.X_KEY}_{m}" for m in modalities[1:]]
@@ -37,7 +37,7 @@ def combined_stats(registry: dict) -> dict:
     ``max_nonzero`` is the sum of the blocks' longest rows (an upper bound of the longest
     joint row).
     """
-    blocks = [registry[_FIELDS][k][_STATE][SparseLayerField.STATS_KEY] for k in data_keys(registry)]
+    blocks = [state_registry(registry, k)[SparseLayerField.STATS_KEY] for k in data_keys(registry)]
     if len(blocks) == 1:
         return blocks[0]
     return {
@@ -95,7 +95,7 @@ class MuDataSetupMixin:
         """
         modalities = _check_modalities(mdata, modalities)
         setup_method_args = cls._get_setup_method_args(**locals())
-        setup_method_args["setup_args"]["modalities"] = modalities
+        setup_method_args[SETUP_ARGS_KEY]["modalities"] = modalities
         keys = data_keys(setup_method_args)
         fields = [
             MuDataSparseLayerField(key, layer, mod_key=mod, mod_required=True)
@@ -120,14 +120,12 @@ def joint_reference(adata, registry: dict):
     ``var`` holds every modality's features in order with a ``modality`` column, and
     ``uns["sc_sed_modalities"]`` what :func:`sc_sed.data.split_modalities` needs.
     """
-    modalities = registry["setup_args"].get("modalities")
+    modalities = setup_arg(registry, "modalities")
     if not modalities:
         return adata
     from sc_sed.data import concat_modalities
 
-    ref = concat_modalities(
-        adata[:1], modalities=modalities, layer=registry["setup_args"].get("layer")
-    )
+    ref = concat_modalities(adata[:1], modalities=modalities, layer=setup_arg(registry, "layer"))
     for key, value in adata.uns.items():
         if key.startswith("sc_sed_") and key not in ref.uns:
             ref.uns[key] = value

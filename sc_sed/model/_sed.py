@@ -26,6 +26,7 @@ from ._conditions import condition_specs
 from ._fields import SparseLayerField
 from ._generation import GenerationMixin
 from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
+from ._registry import SETUP_ARGS_KEY, setup_arg, state_registry
 from ._training import TrainingMixin
 
 if TYPE_CHECKING:
@@ -55,15 +56,14 @@ def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | Non
 
 def check_var_names(adata: AnnData | MuData, registry: dict) -> None:
     """Raise when ``adata``'s features differ from the training features (names and order)."""
-    modalities = registry["setup_args"].get("modalities")
+    modalities = setup_arg(registry, "modalities")
     blocks = (
         [(m, adata.mod[m].var_names) for m in modalities]
         if modalities and hasattr(adata, "mod")
         else [(None, adata.var_names)]
     )
-    fields = registry["field_registries"]
     for key, (mod, names) in zip(data_keys(registry), blocks, strict=False):
-        expected = np.asarray(fields[key]["state_registry"]["column_names"]).astype(str)
+        expected = np.asarray(state_registry(registry, key)["column_names"]).astype(str)
         got = np.asarray(names).astype(str)
         if got.shape == expected.shape and (got == expected).all():
             continue
@@ -522,7 +522,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             registry = saved.doc["registry"]
             check_var_names(adata, registry)
             setup = getattr(cls, registry["setup_method_name"])
-            setup(adata, source_registry=registry, **registry["setup_args"])
+            setup(adata, source_registry=registry, **registry[SETUP_ARGS_KEY])
         model = _io.restore_model(cls, saved, adata if adata is not False else None)
         model.to_device(torch_device)
         model.module.eval()
