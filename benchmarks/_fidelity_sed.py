@@ -276,3 +276,21 @@ def _at_end(t: list[torch.Tensor]) -> float:
 def train_reference(train: AnnData, counts: dict, labels_key: str, seed: int) -> np.ndarray:
     """Rows of the training split with the held-out label mix (the real-vs-real reference)."""
     return stratified_subset(train.obs[labels_key].to_numpy(), counts, seed)
+
+
+@torch.inference_mode()
+def teacher_forced_nll(model: SEDModel, adata: AnnData, batch_size: int) -> dict[str, float]:
+    """Held-out index NLL per target token and value NLL per pair (posterior-mean latents)."""
+    module = model.module
+    module.eval()
+    sums = np.zeros(4)
+    for b in model._token_batches(_registered(model, adata), np.arange(adata.n_obs), batch_size):
+        z = module.encode(b["tokens_index"], b["tokens_value"])
+        gen = module.generative(z, b["tokens_index"], b["tokens_value"])
+        sums += [
+            float(-gen["index_logp"].sum()),
+            float(gen["value_nll"].sum()),
+            float(gen["target_mask"].sum()),
+            float(gen["pair_mask"].sum()),
+        ]
+    return {"index_nll_per_token": sums[0] / sums[2], "value_nll_per_pair": sums[1] / sums[3]}

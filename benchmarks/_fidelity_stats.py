@@ -129,3 +129,20 @@ def stratified_subset(labels: np.ndarray, counts: dict, seed: int) -> np.ndarray
     labels = np.asarray(labels).astype(str)
     rows = [rng.permutation(np.flatnonzero(labels == str(lab)))[:n] for lab, n in counts.items()]
     return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=int)
+
+
+def bernoulli_index_nll(train: Any, heldout: Any) -> float:
+    """Index NLL per target token (pairs + END) of independent per-gene detections.
+
+    The detection rate of every gene is its training rate (genes never seen in training
+    are excluded, as the decoder masks them); the held-out cells' NLL is divided by their
+    number of non-zeros plus one END, like the decoder's ``index_nll_per_token``.
+    """
+    t, h = csr(train), csr(heldout)
+    rate = detection_rate(t)
+    seen = rate > 0
+    r = np.clip(rate[seen], 1e-6, 1 - 1e-6)
+    det = h[:, seen]
+    n_det = detected_genes(det)
+    ll = det.multiply(np.log(r) - np.log1p(-r)[None]).sum() + h.shape[0] * np.log1p(-r).sum()
+    return float(-ll / (n_det.sum() + h.shape[0]))

@@ -83,6 +83,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="more SEDModel arguments for A/B runs, e.g. token_dropout=0.1 n_memory=8",
     )
     p.add_argument("--load-sed", type=Path, help="use this saved SEDModel instead of training")
+    p.add_argument(
+        "--autoencoder-only",
+        action="store_true",
+        help="A/B mode: train only SED's autoencoder (--sed-epochs) and measure it on held-out "
+        "cells (teacher-forced NLL, reconstructions, latent carry, exposure bias); no baselines",
+    )
     p.add_argument("--gen-batch-size", type=int, default=128)
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1 on CPU)")
@@ -126,6 +132,49 @@ def subset_train(train, labels_key: str, n: int | None, seed: int):
     return train[F.stratified_subset(train.obs[labels_key].to_numpy(), want, seed)].copy()
 
 
+#: --sed-kwargs keys that are attributes of the factorised index head, not SEDModel arguments
+HEAD_SWITCHES = ("current_block_hazard",)
+
+
+def build_sed(ctx: Q.RunContext) -> sc_sed.SEDModel:
+    """``quality.build_sed`` with the index-head switches of ``--sed-kwargs`` applied."""
+    kwargs = dict(ctx.sed_kwargs)
+    switches = {k: kwargs.pop(k) for k in HEAD_SWITCHES if k in kwargs}
+    model = Q.build_sed(dataclasses.replace(ctx, sed_kwargs=kwargs))
+    for key, value in switches.items():
+        setattr(model.module.decoder.index_head, key, value)
+    return model
+
+
+def train_autoencoder(ctx: Q.RunContext) -> tuple[sc_sed.SEDModel, float]:
+    """SED's autoencoder stage only (``--autoencoder-only``)."""
+    model, b = build_sed(ctx), ctx.budget
+    _, seconds = Q.timed(
+        lambda: model.train_autoencoder(
+            b.sed_epochs,
+            batch_size=b.sed_batch_size,
+            accelerator=ctx.accelerator,
+            enable_progress_bar=ctx.progress,
+        )
+    )
+    return model, seconds
+
+
+def train_sed(ctx: Q.RunContext) -> Q.MethodRun:
+    """Both SED stages (as ``quality.run_sed``), then the held-out label mix."""
+    model, b = build_sed(ctx), ctx.budget
+    _, seconds = Q.timed(
+        lambda: model.train(
+            b.sed_epochs,
+            b.sed_diffusion_epochs,
+            batch_size=b.sed_batch_size,
+            accelerator=ctx.accelerator,
+            enable_progress_bar=ctx.progress,
+        )
+    )
+    return Q.sed_samples(ctx, model, seconds)
+
+
 def run_all(ctx: Q.RunContext, methods: Sequence[str], load_sed: Path | None) -> dict:
     """Train (or load) the methods and generate the held-out label mix with each."""
     runs = {}
@@ -135,7 +184,7 @@ def run_all(ctx: Q.RunContext, methods: Sequence[str], load_sed: Path | None) ->
             model = sc_sed.SEDModel.load(str(load_sed), adata=_registered_train(ctx))
             runs["sed"] = Q.sed_samples(ctx, model, float("nan"))
         else:
-            runs["sed"] = Q.run_sed(ctx)
+            runs["sed"] = train_sed(ctx)
     runs.update(Q.run_methods(ctx, [m for m in methods if m != "sed"]))
     return runs
 
@@ -184,6 +233,37 @@ def sed_diagnostics(run: Q.MethodRun, ctx: Q.RunContext, heldout, n: int) -> dic
     out["exposure"] = S.exposure_bias(model, heldout, data.layer, n, ctx.seed, bs)
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def autoencoder_report(ctx: Q.RunContext, heldout, n: int, hvg: np.ndarray) -> dict[str, Any]:
+    """Train SED's autoencoder only and measure it on held-out cells (the A/B mode)."""
+    data, bs = ctx.data, ctx.gen_batch_size
+    model, seconds = train_autoencoder(ctx)
+    print(f"autoencoder trained in {seconds:.0f} s; measuring ...", flush=True)
+    x_train, x_held = _x(ctx.train, data.layer), _x(heldout, data.layer)
+    out = {"train_seconds": seconds, "history": _last_history(model)}
+    out["teacher_forced"] = S.teacher_forced_nll(model, heldout, bs)
+    out["teacher_forced"]["bernoulli_index_nll_per_token"] = F.bernoulli_index_nll(x_train, x_held)
+    rows = F.stratified_subset(
+        heldout.obs[data.labels_key].to_numpy(), _scaled(ctx.counts, n), ctx.seed
+    )
+    held = heldout[rows].copy()
+    z = S.encode(model, S._registered(model, held), np.arange(held.n_obs), bs)
+    recon = S.decode(model, z, ctx.seed, bs)
+    table = sc_sed.tl.evaluate(held, _as_adata(recon, held, data.layer), layer=data.layer,
+                               seed=ctx.seed, metrics=USAGE_SCORES)  # fmt: skip
+    out["reconstruction"] = Q.overall(table) | F.fidelity_metrics(_x(held, data.layer), recon, hvg)
+    out["reconstruction"]["n_cells"] = held.n_obs
+    out["latent_carry"] = S.latent_carry(
+        model, ctx.train, data.labels_key, data.layer, n, ctx.seed, bs
+    )
+    out["exposure"] = S.exposure_bias(model, heldout, data.layer, n, ctx.seed, bs)
+    return out
+
+
+def _last_history(model) -> dict[str, float]:
+    hist = model.history_ or {}
+    return {k: float(v.iloc[-1, 0]) for k, v in hist.items() if len(v)}
 
 
 def _scaled(counts: dict, n: int) -> dict:
@@ -338,8 +418,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sed_kwargs = parse_kwargs(args.sed_kwargs)
     ctx = Q.RunContext(train, data, budget, counts, args.device, args.seed,
                        args.gen_batch_size, args.progress, sed_kwargs=sed_kwargs)  # fmt: skip
-    runs = run_all(ctx, args.methods, args.load_sed)
     hvg = F.top_variable_genes(F.csr(_x(heldout, data.layer)), args.n_hvg)
+    if args.autoencoder_only:
+        return run_autoencoder_only(args, ctx, heldout, hvg, env, start)
+    runs = run_all(ctx, args.methods, args.load_sed)
     ref = train[S.train_reference(train, counts, data.labels_key, args.seed)].copy()
     print("scoring ...", flush=True)
     methods = {"real (train)": score(heldout, ref, train, data, hvg, args.seed)}
@@ -373,6 +455,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"wrote {out / 'fidelity.json'}, {', '.join(map(str, written))}; "
           f"total {summary['total_seconds']:.0f} s", flush=True)  # fmt: skip
     return summary
+
+
+def run_autoencoder_only(args, ctx: Q.RunContext, heldout, hvg, env, start: float) -> dict:
+    """``--autoencoder-only``: measure SED's autoencoder, write the summary (tagged)."""
+    report = autoencoder_report(ctx, heldout, args.n_diagnostic_cells, hvg)
+    summary = {
+        "dataset": {"name": ctx.data.name, "source": ctx.data.source,
+                    "n_train": ctx.train.n_obs, "n_heldout": heldout.n_obs},
+        "code": Q.code_state(), "environment": env, "budget": dataclasses.asdict(ctx.budget),
+        "sed_kwargs": ctx.sed_kwargs, "mode": "autoencoder_only", "autoencoder": report,
+        "total_seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    out = args.out or Path(__file__).resolve().parent / "results" / "fidelity" / ctx.data.name
+    out.mkdir(parents=True, exist_ok=True)
+    tag = args.tag or "autoencoder"
+    write_json(out / f"autoencoder_{tag}.json", Q._jsonable(summary))
+    folder = args.summary_dir or (out if ctx.data.name == "smoke" else SUMMARY_DIR)
+    name = f"{ctx.data.name}_{tag}.json"
+    write_json(folder / name, Q._jsonable(_strip_private(_compact_exposure(summary))))
+    print(json_lines(report), flush=True)
+    print(f"wrote {folder / name}; total {summary['total_seconds']:.0f} s", flush=True)
+    return summary
+
+
+def _compact_exposure(summary: dict) -> dict:
+    report = dict(summary["autoencoder"])
+    report["exposure"] = {
+        k: v
+        for k, v in report["exposure"].items()
+        if not k.startswith("curves") and k != "step_edges"
+    }
+    return {**summary, "autoencoder": report}
+
+
+def json_lines(report: dict) -> str:
+    """The autoencoder report's scalars, one ``section.key value`` per line."""
+    lines = []
+    for section, values in report.items():
+        if isinstance(values, dict):
+            lines += [f"{section}.{k} {_cell(v)}" for k, v in values.items()
+                      if isinstance(v, int | float) and not str(k).startswith("_")]  # fmt: skip
+        else:
+            lines.append(f"{section} {_cell(values)}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -30,6 +30,8 @@ class MatrixStats:
         Number of NaN/inf values.
     seen
         ``(n_vars,)`` bool: the feature is non-zero in at least one row.
+    n_detected
+        ``(n_vars,)`` int: rows in which the feature is non-zero.
     """
 
     n_obs: int
@@ -41,6 +43,7 @@ class MatrixStats:
     min_value: float
     n_nonfinite: int
     seen: np.ndarray
+    n_detected: np.ndarray
 
     def to_dict(self) -> dict:
         """Plain-dict form (for the scvi-tools registry)."""
@@ -69,6 +72,7 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     """
     n_obs, n_vars = x.shape
     seen = np.zeros(n_vars, dtype=bool)
+    n_detected = np.zeros(n_vars, dtype=np.int64)
     row_nnz = np.zeros(n_obs, dtype=np.int64)
     is_int, min_value, n_bad, offset = True, 0.0, 0, 0
     for chunk in _chunks(x, chunk_size):
@@ -82,6 +86,7 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
             is_int &= bool(np.all(data == np.round(data)))
             min_value = min(min_value, float(data.min()))
         seen[chunk.indices] = True
+        n_detected += np.bincount(chunk.indices, minlength=n_vars)
         row_nnz[offset : offset + chunk.shape[0]] = np.diff(chunk.indptr)
         offset += chunk.shape[0]
     return MatrixStats(
@@ -94,4 +99,5 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         min_value=min_value,
         n_nonfinite=n_bad,
         seen=seen,
+        n_detected=n_detected,
     )

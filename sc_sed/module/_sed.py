@@ -63,6 +63,12 @@ class SEDModule(BaseModuleClass):
         and decoder (``n_features × n_hidden`` parameters each).
     allowed_features
         ``(D,)`` bool: features the decoder may emit (``None``: all).
+    detection_rate
+        ``(D,)`` fraction of training rows in which each feature is non-zero; with
+        ``hazard_init`` the index head starts as independent detections at these rates.
+    hazard_init
+        Initialise the index head's biases from ``detection_rate`` (see
+        :meth:`~sc_sed.nn.FactorisedIndexHead.init_hazards`).
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     denoiser_widths
@@ -99,6 +105,8 @@ class SEDModule(BaseModuleClass):
         token_dropout: float = 0.25,
         learned_index_embedding: bool = True,
         allowed_features: torch.Tensor | None = None,
+        detection_rate: torch.Tensor | None = None,
+        hazard_init: bool = True,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -122,6 +130,8 @@ class SEDModule(BaseModuleClass):
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
             learned_index_embedding,
         )  # fmt: skip
+        if hazard_init and detection_rate is not None:
+            self.decoder.index_head.init_hazards(detection_rate)
         self.diffusion = LatentDiffusion(
             n_latent, n_cats_per_cond, denoiser_widths, n_embed, denoiser_dropout,
             cond_dropout, self_cond_prob, logsnr_min, logsnr_max,

@@ -70,6 +70,11 @@ def hazard_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.cat([log_succ + cum - log_fail, cum[..., -1:]], dim=-1)
 
 
+def _rate_logit(rate: torch.Tensor) -> torch.Tensor:
+    """``logit`` of rates clamped to ``[1e-4, 1 - 1e-4]`` (hazard-bias initialisation)."""
+    return torch.logit(torch.as_tensor(rate, dtype=torch.float32).clamp(1e-4, 1 - 1e-4))
+
+
 def _pick(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
 
@@ -92,6 +97,15 @@ class FlatIndexHead(nn.Module):
         self.n_features = n_features
         self.proj = nn.Linear(n_hidden, n_features)
         self.context_proj = nn.Linear(n_context, n_features, bias=False) if n_context else None
+
+    @torch.no_grad()
+    def init_hazards(self, rate: torch.Tensor) -> None:
+        """Start from independent detections: bias of feature ``j`` = ``logit(rate_j)``.
+
+        With these biases and zero weights the head is the product of independent
+        Bernoulli(``rate_j``) detections, the usual single-cell dropout picture.
+        """
+        self.proj.bias.copy_(_rate_logit(rate).to(self.proj.bias.device))
 
     def log_probs(
         self,
@@ -187,6 +201,10 @@ class FactorisedIndexHead(nn.Module):
         logits and a rank-``context_rank`` feature-specific term to the offset logits.
     context_rank
         Rank of the context's offset term (``n_features × context_rank`` parameters).
+    current_block_hazard
+        Give the block of the last emitted id the probability that one of its remaining
+        offsets succeeds (computed from the offset hazards) instead of its whole-block
+        logit, so that continuing inside a block is one consistent hazard.
     """
 
     def __init__(
@@ -196,9 +214,11 @@ class FactorisedIndexHead(nn.Module):
         block_size: int | None = None,
         n_context: int = 0,
         context_rank: int = 8,
+        current_block_hazard: bool = True,
     ):
         super().__init__()
         self.n_features = n_features
+        self.current_block_hazard = current_block_hazard
         self.block_size = block_size or max(1, math.ceil(math.sqrt(n_features)))
         self.n_blocks = math.ceil(n_features / self.block_size)
         self.block_proj = nn.Linear(n_hidden, self.n_blocks)
@@ -211,6 +231,28 @@ class FactorisedIndexHead(nn.Module):
             self.context_offset = nn.Parameter(
                 torch.zeros(self.n_blocks, self.block_size, context_rank)
             )
+        # per-feature offset bias: each feature's own base hazard (see init_hazards)
+        self.offset_bias = nn.Parameter(torch.zeros(self.n_blocks, self.block_size))
+
+    @torch.no_grad()
+    def init_hazards(self, rate: torch.Tensor) -> None:
+        """Start from independent detections with per-feature rates ``rate`` (``(D,)``).
+
+        The offset bias of feature ``j`` becomes ``logit(rate_j)`` and the bias of block
+        ``b`` ``logit(1 - prod_{j in b} (1 - rate_j))``: with zero weights the two-level
+        hazard is then exactly the product of independent Bernoulli(``rate_j``) detections.
+        """
+        r = torch.zeros(self.n_blocks * self.block_size)
+        r[: self.n_features] = torch.as_tensor(rate, dtype=torch.float32).clamp(0, 1)
+        r = r.view(self.n_blocks, self.block_size)
+        self.offset_bias.copy_(_rate_logit(r).to(self.offset_bias.device))
+        block = -torch.expm1(torch.log1p(-r.clamp_max(1 - 1e-4)).sum(-1))
+        self.block_proj.bias.copy_(_rate_logit(block).to(self.block_proj.bias.device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before the per-feature offset bias existed load with zeros
+        state_dict.setdefault(prefix + "offset_bias", torch.zeros_like(self.offset_bias))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _table(self, allowed: torch.Tensor | None, device) -> torch.Tensor:
         """``(n_blocks, block_size)`` bool table of allowed ids (padding ids are False)."""
@@ -226,16 +268,37 @@ class FactorisedIndexHead(nn.Module):
         logits = self.block_proj(h)
         if self.context_block is not None and context is not None:
             logits = logits + self.context_block(context)
+        if self.current_block_hazard:
+            logits = self._with_current_block(logits, h, last, table, context)
         return hazard_log_probs(logits, valid)
 
-    def _offset_log_probs(self, h, block, last, table, context):
+    def _with_current_block(self, logits, h, last, table, context):
+        """Block ``last // block_size`` gets ``logit P(some remaining offset succeeds)``.
+
+        Its block logit would otherwise stand for the whole block although only the
+        offsets after ``last`` remain; from the offset hazards it is exact (with
+        :meth:`init_hazards`, the whole head is then independent detections).
+        """
+        current = torch.where(last >= 0, last // self.block_size, 0)
+        raw, valid = self._offset_logits(h, current, last, table, context)
+        log_none = torch.where(valid, F.logsigmoid(-raw.float()), 0.0).sum(-1)
+        some = _log1mexp(log_none.clamp_max(-1e-6)) - log_none  # logit(1 - exp(log_none))
+        ids = torch.arange(self.n_blocks, device=h.device)
+        here = (ids == current.unsqueeze(-1)) & (last >= 0).unsqueeze(-1)
+        return torch.where(here, some.unsqueeze(-1).to(logits.dtype), logits)
+
+    def _offset_logits(self, h, block, last, table, context):
+        """Raw offset logits of ``block`` and the valid offsets (allowed, past ``last``)."""
         safe = block.clamp_max(self.n_blocks - 1)
-        logits = self.offset_proj(h + self.block_embedding(safe))
+        logits = self.offset_proj(h + self.block_embedding(safe)) + self.offset_bias[safe]
         if self.context_offset is not None and context is not None:
             low_rank = self.context_rank(context).unsqueeze(-2)  # (..., 1, rank)
             logits = logits + (self.context_offset[safe] * low_rank).sum(-1)
         ids = safe.unsqueeze(-1) * self.block_size + torch.arange(self.block_size, device=h.device)
-        valid = (ids > last.unsqueeze(-1)) & table[safe]
+        return logits, (ids > last.unsqueeze(-1)) & table[safe]
+
+    def _offset_log_probs(self, h, block, last, table, context):
+        logits, valid = self._offset_logits(h, block, last, table, context)
         logp = hazard_log_probs(logits, valid)
         # condition on "some offset is chosen"; rows without a valid offset (END, or an
         # invalid target whose block has probability 0) get finite dummy values

@@ -96,3 +96,30 @@ def test_parse_kwargs():
     }
     with pytest.raises(SystemExit):
         fid.parse_kwargs(["novalue"])
+
+
+def test_bernoulli_index_nll_matches_direct_sum():
+    stats = _load("_fidelity_stats")
+    rng = np.random.default_rng(1)
+    train = (rng.random((50, 12)) < 0.3).astype(float)
+    held = (rng.random((10, 12)) < 0.3).astype(float)
+    rate = np.clip(train.mean(0), 1e-6, 1 - 1e-6)
+    seen = train.mean(0) > 0
+    ll = (held * np.log(rate) + (1 - held) * np.log(1 - rate))[:, seen].sum()
+    expected = -ll / (held[:, seen].sum() + len(held))
+    got = stats.bernoulli_index_nll(sp.csr_matrix(train), sp.csr_matrix(held))
+    assert got == pytest.approx(expected)
+
+
+def test_fidelity_autoencoder_only(tmp_path):
+    result = _load("fidelity").main(
+        ["--smoke", "--device", "cpu", "--out", str(tmp_path), "--autoencoder-only",
+         "--n-diagnostic-cells", "8", "--sed-kwargs", "hazard_init=false"]
+    )  # fmt: skip
+    report = result["autoencoder"]
+    assert report["teacher_forced"]["index_nll_per_token"] > 0
+    assert report["teacher_forced"]["bernoulli_index_nll_per_token"] > 0
+    assert report["reconstruction"]["n_cells"] >= 8
+    assert result["sed_kwargs"] == {"hazard_init": False}
+    saved = json.loads((tmp_path / "smoke_autoencoder.json").read_text())
+    assert "curves_teacher_forced" not in saved["autoencoder"]["exposure"]
