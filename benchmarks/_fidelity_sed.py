@@ -280,17 +280,27 @@ def train_reference(train: AnnData, counts: dict, labels_key: str, seed: int) ->
 
 @torch.inference_mode()
 def teacher_forced_nll(model: SEDModel, adata: AnnData, batch_size: int) -> dict[str, float]:
-    """Held-out index NLL per target token and value NLL per pair (posterior-mean latents)."""
+    """Held-out index NLL per target token and value NLL per pair (posterior-mean latents).
+
+    Targets the decoder cannot emit (genes never seen in training: log-probability
+    ``-inf``) are left out of the index NLL and counted, as in the Bernoulli reference.
+    """
     module = model.module
     module.eval()
-    sums = np.zeros(4)
+    sums = np.zeros(5)
     for b in model._token_batches(_registered(model, adata), np.arange(adata.n_obs), batch_size):
         z = module.encode(b["tokens_index"], b["tokens_value"])
         gen = module.generative(z, b["tokens_index"], b["tokens_value"])
+        logp, ok = gen["index_logp"], torch.isfinite(gen["index_logp"]) & gen["target_mask"]
         sums += [
-            float(-gen["index_logp"].sum()),
+            float(-torch.where(ok, logp, 0.0).sum()),
             float(gen["value_nll"].sum()),
-            float(gen["target_mask"].sum()),
+            float(ok.sum()),
             float(gen["pair_mask"].sum()),
+            float((gen["target_mask"] & ~ok).sum()),
         ]
-    return {"index_nll_per_token": sums[0] / sums[2], "value_nll_per_pair": sums[1] / sums[3]}
+    return {
+        "index_nll_per_token": sums[0] / sums[2],
+        "value_nll_per_pair": sums[1] / sums[3],
+        "n_unemittable_targets": int(sums[4]),
+    }

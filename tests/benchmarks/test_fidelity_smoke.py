@@ -101,12 +101,13 @@ def test_parse_kwargs():
 def test_bernoulli_index_nll_matches_direct_sum():
     stats = _load("_fidelity_stats")
     rng = np.random.default_rng(1)
-    train = (rng.random((50, 12)) < 0.3).astype(float)
-    held = (rng.random((10, 12)) < 0.3).astype(float)
-    rate = np.clip(train.mean(0), 1e-6, 1 - 1e-6)
-    seen = train.mean(0) > 0
-    ll = (held * np.log(rate) + (1 - held) * np.log(1 - rate))[:, seen].sum()
-    expected = -ll / (held[:, seen].sum() + len(held))
+    train = (rng.random((50, 12)) < 0.3) * rng.integers(1, 5, (50, 12))
+    held = (rng.random((10, 12)) < 0.3) * rng.integers(1, 5, (10, 12))
+    rate = np.clip((train > 0).mean(0), 1e-6, 1 - 1e-6)
+    seen = (train > 0).mean(0) > 0
+    det = (held > 0).astype(float)
+    ll = (det * np.log(rate) + (1 - det) * np.log(1 - rate))[:, seen].sum()
+    expected = -ll / (det[:, seen].sum() + len(held))
     got = stats.bernoulli_index_nll(sp.csr_matrix(train), sp.csr_matrix(held))
     assert got == pytest.approx(expected)
 
