@@ -368,6 +368,7 @@ class MethodRun:
     train_shared_with: str | None = None
     reconstruction: AnnData | None = None
     reconstruct_seconds: float | None = None
+    model: Any = None  # the trained model (SED only), for diagnostics such as fidelity.py
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,7 @@ class RunContext:
     gen_batch_size: int
     progress: bool
     heldout: AnnData | None = None  # set: SED also reconstructs these rows (no diffusion)
+    sed_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # more SEDModel args
 
 
 def seed_all(seed: int) -> None:
@@ -401,20 +403,49 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def run_sed(ctx: RunContext) -> MethodRun:
-    """Train SED (both stages) on the training split and generate the held-out label mix."""
+def build_sed(ctx: RunContext) -> sc_sed.SEDModel:
+    """An untrained SEDModel on the training split with the budget's sizes (seeded)."""
     b = ctx.budget
     train = ctx.train.copy()
     sc_sed.SEDModel.setup_anndata(train, layer=ctx.data.layer, labels_key=ctx.data.labels_key)
     seed_all(ctx.seed)
-    model = sc_sed.SEDModel(
+    return sc_sed.SEDModel(
         train,
         n_hidden=b.sed_n_hidden,
         n_ff=2 * b.sed_n_hidden,
         n_layers=b.sed_n_layers,
         n_latent=b.sed_n_latent,
         denoiser_widths=b.denoiser_widths,
+        **ctx.sed_kwargs,
     )
+
+
+def sed_samples(ctx: RunContext, model: sc_sed.SEDModel, train_s: float) -> MethodRun:
+    """Generate the held-out label mix with a trained SED (and reconstruct the held-out rows)."""
+    synth, gen_s = timed(
+        lambda: model.generate(
+            None,
+            labels=ctx.counts,
+            n_steps=ctx.budget.n_steps,
+            seed=ctx.seed,
+            batch_size=ctx.gen_batch_size,
+            progress_bar=ctx.progress,
+        )
+    )
+    run = MethodRun(synth, train_s, gen_s, model=model)
+    if ctx.heldout is not None:
+        run.reconstruction, run.reconstruct_seconds = timed(
+            lambda: model.reconstruct(
+                ctx.heldout.copy(), seed=ctx.seed, batch_size=ctx.gen_batch_size
+            )
+        )
+    return run
+
+
+def run_sed(ctx: RunContext) -> MethodRun:
+    """Train SED (both stages) on the training split and generate the held-out label mix."""
+    b = ctx.budget
+    model = build_sed(ctx)
     _, train_s = timed(
         lambda: model.train(
             b.sed_epochs,
@@ -424,24 +455,7 @@ def run_sed(ctx: RunContext) -> MethodRun:
             enable_progress_bar=ctx.progress,
         )
     )
-    synth, gen_s = timed(
-        lambda: model.generate(
-            None,
-            labels=ctx.counts,
-            n_steps=b.n_steps,
-            seed=ctx.seed,
-            batch_size=ctx.gen_batch_size,
-            progress_bar=ctx.progress,
-        )
-    )
-    run = MethodRun(synth, train_s, gen_s)
-    if ctx.heldout is not None:
-        run.reconstruction, run.reconstruct_seconds = timed(
-            lambda: model.reconstruct(
-                ctx.heldout.copy(), seed=ctx.seed, batch_size=ctx.gen_batch_size
-            )
-        )
-    return run
+    return sed_samples(ctx, model, train_s)
 
 
 def run_dense(ctx: RunContext, variants: Sequence[str]) -> dict[str, MethodRun]:

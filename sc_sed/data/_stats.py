@@ -30,6 +30,8 @@ class MatrixStats:
         Number of NaN/inf values.
     seen
         ``(n_vars,)`` bool: the feature is non-zero in at least one row.
+    n_detected
+        ``(n_vars,)`` int: rows in which the feature is non-zero.
     """
 
     n_obs: int
@@ -41,6 +43,7 @@ class MatrixStats:
     min_value: float
     n_nonfinite: int
     seen: np.ndarray
+    n_detected: np.ndarray
 
     def to_dict(self) -> dict:
         """Plain-dict form (for the scvi-tools registry)."""
@@ -123,7 +126,7 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     The :class:`MatrixStats`.
     """
     n_obs, n_vars = x.shape
-    seen = np.zeros(n_vars, dtype=bool)
+    n_detected = np.zeros(n_vars, dtype=np.int64)
     row_nnz = np.zeros(n_obs, dtype=np.int64)
     is_int, min_value, n_bad, offset = True, 0.0, 0, 0
     by_column = (sp.issparse(x) and x.format == "csc") or _backed_format(x) == "csc"
@@ -140,11 +143,12 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         span = slice(offset, offset + chunk.shape[1 if by_column else 0])
         if by_column:  # rows are counted from the row indices, features from indptr
             row_nnz += np.bincount(chunk.indices, minlength=n_obs)
-            seen[span] = np.diff(chunk.indptr) > 0
+            n_detected[span] = np.diff(chunk.indptr)
         else:  # row lengths come from indptr, O(rows)
             row_nnz[span] = np.diff(chunk.indptr)
-            seen[chunk.indices] = True
+            n_detected += np.bincount(chunk.indices, minlength=n_vars)
         offset = span.stop
+    seen = n_detected > 0
     return MatrixStats(
         n_obs=n_obs,
         n_vars=n_vars,
@@ -155,4 +159,5 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         min_value=min_value,
         n_nonfinite=n_bad,
         seen=seen,
+        n_detected=n_detected,
     )

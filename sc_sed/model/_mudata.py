@@ -50,6 +50,9 @@ def combined_stats(registry: dict) -> dict:
         "min_value": min(b["min_value"] for b in blocks),
         "n_nonfinite": sum(b["n_nonfinite"] for b in blocks),
         "seen": np.concatenate([np.asarray(b["seen"]) for b in blocks]),
+        "n_detected": None
+        if any(b.get("n_detected") is None for b in blocks)
+        else np.concatenate([np.asarray(b["n_detected"]) for b in blocks]),
     }
 
 

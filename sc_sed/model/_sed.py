@@ -95,6 +95,14 @@ def check_indices(indices: Sequence[int] | None, n_obs: int) -> np.ndarray:
 
 
 @docs.dedent
+def _detection_rate(stats: dict) -> torch.Tensor | None:
+    """Per-feature fraction of registered rows with a non-zero (None for old registries)."""
+    n_detected = stats.get("n_detected")
+    if n_detected is None or not stats["n_obs"]:
+        return None
+    return torch.as_tensor(np.asarray(n_detected), dtype=torch.float32) / stats["n_obs"]
+
+
 class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
@@ -188,6 +196,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             value_likelihood=self.value_likelihood_,
             kl_weight=kl_weight,
             allowed_features=allowed,
+            detection_rate=_detection_rate(stats),
             n_cats_per_cond=[c.n_cats for c in self._conditions],
             denoiser_widths=denoiser_widths,
             cond_dropout=cond_dropout,

@@ -51,6 +51,18 @@ class SEDModule(BaseModuleClass):
         and decoder (``n_features × n_hidden`` parameters each).
     allowed_features
         ``(D,)`` bool: features the decoder may emit (``None``: all).
+    detection_rate
+        ``(D,)`` fraction of training rows in which each feature is non-zero; with
+        ``hazard_init`` the index head starts as independent detections at these rates.
+    hazard_init
+        Initialise the index head's biases from ``detection_rate`` (see
+        :meth:`~sc_sed.nn.FactorisedIndexHead.init_hazards`). Opt-in: it starts training
+        at the independent-detection likelihood, but its effect on trained models is not
+        measured yet (``benchmarks/README.md``, "Fidelity at 20k genes").
+    current_block_hazard
+        Factorised head only: the block of the last emitted feature gets the probability
+        that one of its *remaining* features is detected (an exact two-level hazard)
+        instead of its whole-block logit. Opt-in, as ``hazard_init``.
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -83,6 +95,9 @@ class SEDModule(BaseModuleClass):
         token_dropout: float = 0.25,
         learned_index_embedding: bool = True,
         allowed_features: torch.Tensor | None = None,
+        detection_rate: torch.Tensor | None = None,
+        hazard_init: bool = False,
+        current_block_hazard: bool = False,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -107,6 +122,10 @@ class SEDModule(BaseModuleClass):
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
             learned_index_embedding,
         )  # fmt: skip
+        if hasattr(self.decoder.index_head, "current_block_hazard"):
+            self.decoder.index_head.current_block_hazard = current_block_hazard
+        if hazard_init and detection_rate is not None:
+            self.decoder.index_head.init_hazards(detection_rate)
         self.diffusion = LatentDiffusion(
             n_latent, n_cats_per_cond, denoiser_widths, n_embed, denoiser_dropout,
             cond_dropout, self_cond_prob, logsnr_min, logsnr_max,

@@ -113,6 +113,11 @@ def hazard_sample(
     return (log_hit <= threshold).sum(-1).clamp_max(logits.shape[-1] - 1)
 
 
+def _rate_logit(rate: torch.Tensor) -> torch.Tensor:
+    """``logit`` of rates clamped to ``[1e-4, 1 - 1e-4]`` (hazard-bias initialisation)."""
+    return torch.logit(torch.as_tensor(rate, dtype=torch.float32).clamp(1e-4, 1 - 1e-4))
+
+
 def _gather_last(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``logp[..., target]`` for one target per row."""
     return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
@@ -233,6 +238,15 @@ class FlatIndexHead(IndexHead):
         self.proj = nn.Linear(n_hidden, n_features)
         self.context_proj = nn.Linear(n_context, n_features, bias=False) if n_context else None
 
+    @torch.no_grad()
+    def init_hazards(self, rate: torch.Tensor) -> None:
+        """Start from independent detections: bias of feature ``j`` = ``logit(rate_j)``.
+
+        With these biases and zero weights the head is the product of independent
+        Bernoulli(``rate_j``) detections, the usual single-cell dropout picture.
+        """
+        self.proj.bias.copy_(_rate_logit(rate).to(self.proj.bias.device))
+
     def prepare(self, allowed: torch.Tensor | None, device: torch.device) -> _FlatTables:
         """Build the feature ids and the allowed mask on ``device``."""
         ids = torch.arange(self.n_features, device=device)
@@ -318,6 +332,10 @@ class FactorisedIndexHead(IndexHead):
         logits and a rank-``context_rank`` feature-specific term to the offset logits.
     context_rank
         Rank of the context's offset term (``n_features × context_rank`` parameters).
+    current_block_hazard
+        Give the block of the last emitted id the probability that one of its remaining
+        offsets succeeds (computed from the offset hazards) instead of its whole-block
+        logit, so that continuing inside a block is one consistent hazard.
     """
 
     def __init__(
@@ -327,9 +345,11 @@ class FactorisedIndexHead(IndexHead):
         block_size: int | None = None,
         n_context: int = 0,
         context_rank: int = 8,
+        current_block_hazard: bool = False,
     ):
         super().__init__()
         self.n_features = n_features
+        self.current_block_hazard = current_block_hazard
         self.block_size = block_size or max(1, math.ceil(math.sqrt(n_features)))
         self.n_blocks = math.ceil(n_features / self.block_size)
         self.block_proj = nn.Linear(n_hidden, self.n_blocks)
@@ -342,6 +362,28 @@ class FactorisedIndexHead(IndexHead):
             self.context_offset = nn.Parameter(
                 torch.zeros(self.n_blocks, self.block_size, context_rank)
             )
+        # per-feature offset bias: each feature's own base hazard (see init_hazards)
+        self.offset_bias = nn.Parameter(torch.zeros(self.n_blocks, self.block_size))
+
+    @torch.no_grad()
+    def init_hazards(self, rate: torch.Tensor) -> None:
+        """Start from independent detections with per-feature rates ``rate`` (``(D,)``).
+
+        The offset bias of feature ``j`` becomes ``logit(rate_j)`` and the bias of block
+        ``b`` ``logit(1 - prod_{j in b} (1 - rate_j))``: with zero weights the two-level
+        hazard is then exactly the product of independent Bernoulli(``rate_j``) detections.
+        """
+        r = torch.zeros(self.n_blocks * self.block_size)
+        r[: self.n_features] = torch.as_tensor(rate, dtype=torch.float32).clamp(0, 1)
+        r = r.view(self.n_blocks, self.block_size)
+        self.offset_bias.copy_(_rate_logit(r).to(self.offset_bias.device))
+        block = -torch.expm1(torch.log1p(-r.clamp_max(1 - 1e-4)).sum(-1))
+        self.block_proj.bias.copy_(_rate_logit(block).to(self.block_proj.bias.device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before the per-feature offset bias existed load with zeros
+        state_dict.setdefault(prefix + "offset_bias", torch.zeros_like(self.offset_bias))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def prepare(self, allowed: torch.Tensor | None, device: torch.device) -> _FactorisedTables:
         """Build the allowed ids as a ``(n_blocks, block_size)`` table and each block's last one."""
@@ -365,11 +407,28 @@ class FactorisedIndexHead(IndexHead):
         logits = self.block_proj(h)
         if terms is not None:
             logits = logits + terms[0]
+        if self.current_block_hazard:
+            logits = self._with_current_block(logits, h, last, tables, terms)
         return logits, valid
+
+    def _with_current_block(self, logits, h, last, tables, terms):
+        """Block ``last // block_size`` gets ``logit P(some remaining offset succeeds)``.
+
+        Its block logit would otherwise stand for the whole block although only the
+        offsets after ``last`` remain; from the offset hazards it is exact (with
+        :meth:`init_hazards`, the whole head is then independent detections).
+        """
+        current = torch.where(last >= 0, last // self.block_size, 0)
+        raw, valid = self._offset_logits(h, current, last, tables, terms)
+        log_none = torch.where(valid, F.logsigmoid(-raw.float()), 0.0).sum(-1)
+        log_some = log1mexp(log_none.clamp_max(-1e-6)) - log_none  # logit(1 - exp(log_none))
+        block_ids = torch.arange(self.n_blocks, device=h.device)
+        here = (block_ids == current.unsqueeze(-1)) & (last >= 0).unsqueeze(-1)
+        return torch.where(here, log_some.unsqueeze(-1).to(logits.dtype), logits)
 
     def _offset_logits(self, h, block, last, tables, terms):
         block = block.clamp_max(self.n_blocks - 1)  # END rows: any block, result unused
-        logits = self.offset_proj(h + self.block_embedding(block))
+        logits = self.offset_proj(h + self.block_embedding(block)) + self.offset_bias[block]
         if terms is not None:
             low_rank = terms[1].unsqueeze(-2)  # (..., 1, rank)
             logits = logits + (self.context_offset[block] * low_rank).sum(-1)
