@@ -79,4 +79,3 @@ def test_bad_sampler_arguments():
         make_sampler("euler", sch, 10)
     with pytest.raises(ValueError, match="logsnr_min"):
         CosineLogSNRSchedule(5.0, 1.0)
-
