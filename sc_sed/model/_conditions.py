@@ -39,6 +39,33 @@ class ConditionSpec:
         return len(self.categories)
 
 
+def check_obs_keys(adata: Any, keys: Mapping[str, str | Sequence[str] | None]) -> None:
+    """Raise when a covariate column is missing from ``adata.obs`` or has missing values.
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData (its global ``obs``).
+    keys
+        ``{argument name: column or list of columns}`` as given to the set-up method.
+    """
+    for arg, value in keys.items():
+        for key in [value] if isinstance(value, str) else (value or []):
+            if key not in adata.obs:
+                msg = (
+                    f"{arg}={key!r} is not a column of .obs "
+                    f"(columns: {list(adata.obs.columns)[:20]})."
+                )
+                raise KeyError(msg)
+            n_missing = int(adata.obs[key].isna().sum())
+            if n_missing:
+                msg = (
+                    f"{arg}={key!r}: obs[{key!r}] has {n_missing} missing value(s); "
+                    "fill them (e.g. with an 'unknown' category) or drop those rows first."
+                )
+                raise ValueError(msg)
+
+
 def condition_specs(registry: Mapping[str, Any]) -> list[ConditionSpec]:
     """List the covariates given to ``setup_anndata`` (labels, batch, categorical covariates)."""
     specs = []

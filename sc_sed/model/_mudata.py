@@ -14,6 +14,7 @@ from scvi.data.fields import (
     MuDataWrapper,
 )
 
+from ._conditions import check_obs_keys
 from ._fields import SparseLayerField
 from ._registry import SETUP_ARGS_KEY, setup_arg, state_registry
 
@@ -97,6 +98,14 @@ class MuDataSetupMixin:
             Passed to :meth:`~scvi.data.AnnDataManager.register_fields`.
         """
         modalities = _check_modalities(mdata, modalities)
+        check_obs_keys(
+            mdata,
+            {
+                "labels_key": labels_key,
+                "batch_key": batch_key,
+                "categorical_covariate_keys": categorical_covariate_keys,
+            },
+        )
         setup_method_args = cls._get_setup_method_args(**locals())
         setup_method_args[SETUP_ARGS_KEY]["modalities"] = modalities
         keys = data_keys(setup_method_args)

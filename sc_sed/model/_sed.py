@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -22,7 +22,7 @@ from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
 from sc_sed.train import quiet_sparse_loading, tokenize_batch
 
 from . import _io
-from ._conditions import condition_specs
+from ._conditions import check_obs_keys, condition_specs
 from ._fields import SparseLayerField
 from ._generation import GenerationMixin
 from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
@@ -34,24 +34,6 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 FACTORISED_HEAD_MIN_FEATURES = 512
-
-
-def _check_obs_keys(adata: AnnData, keys: Mapping[str, str | Sequence[str] | None]) -> None:
-    for arg, value in keys.items():
-        for key in [value] if isinstance(value, str) else (value or []):
-            if key not in adata.obs:
-                msg = (
-                    f"{arg}={key!r} is not a column of adata.obs "
-                    f"(columns: {list(adata.obs.columns)[:20]})."
-                )
-                raise KeyError(msg)
-            n_missing = int(adata.obs[key].isna().sum())
-            if n_missing:
-                msg = (
-                    f"{arg}={key!r}: adata.obs[{key!r}] has {n_missing} missing value(s); "
-                    "fill them (e.g. with an 'unknown' category) or drop those rows first."
-                )
-                raise ValueError(msg)
 
 
 def check_var_names(adata: AnnData | MuData, registry: dict) -> None:
@@ -251,7 +233,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             Passed to :meth:`~scvi.data.AnnDataManager.register_fields`.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        _check_obs_keys(
+        check_obs_keys(
             adata,
             {
                 "labels_key": labels_key,

@@ -41,3 +41,14 @@ def test_mudata_round_trip():
 def test_mudata_unknown_modality():
     with pytest.raises(KeyError, match="not found in mdata.mod"):
         sc_sed.SEDModel.setup_mudata(_mdata(), modalities=["prot"])
+
+
+def test_mudata_rejects_missing_labels_with_count():
+    md = _mdata()
+    labels = md.obs["cell_type"].astype(object).to_numpy()
+    labels[:2] = None
+    md.obs["cell_type"] = labels
+    with pytest.raises(ValueError, match="2 missing value"):
+        sc_sed.SEDModel.setup_mudata(md, layer="counts", labels_key="cell_type")
+    with pytest.raises(KeyError, match="not a column"):
+        sc_sed.SEDModel.setup_mudata(md, layer="counts", labels_key="no_such_column")
