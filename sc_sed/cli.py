@@ -1,4 +1,4 @@
-"""Command line: ``sc-sed demo``, ``sc-sed train``, ``sc-sed generate``."""
+"""Command line: ``sc-sed demo``, ``sc-sed train``, ``sc-sed generate``, ``sc-sed join``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,28 @@ def _parse_labels(text: str | None):
     return labels
 
 
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    i, _, n = text.partition("/")
+    try:
+        shard = int(i), int(n)
+    except ValueError:
+        shard = None
+    if shard is None or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        msg = f"--shard must be i/n with 0 <= i < n (e.g. 0/4 for the first of 4), got {text!r}."
+        raise CLIError(msg)
+    return shard
+
+
+def _join(args: argparse.Namespace) -> int:
+    from sc_sed.data import join_shards
+
+    path = join_shards(args.parts, args.out, overwrite=args.overwrite)
+    print(f"{len(args.parts)} shards joined into {Path(path).resolve()}")
+    return 0
+
+
 def _generate(args: argparse.Namespace) -> int:
     import sc_sed
     from sc_sed.model._stream import check_out_path
@@ -109,15 +131,17 @@ def _generate(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {args.out!r} already exists; pass --overwrite to replace it.")
     check_out_path(args.out, args.overwrite)  # before loading and generating
     labels = _parse_labels(args.labels)
+    shard = _parse_shard(args.shard)
     model = sc_sed.SEDModel.load(args.model, adata=False, accelerator=args.accelerator)
     n_cells = None if isinstance(labels, dict) else args.n_cells
     path = model.generate(
         n_cells, labels=labels, guidance_scale=args.guidance_scale, sampler=args.sampler,
         n_steps=args.n_steps, seed=args.seed, batch_size=args.batch_size,
-        out=args.out, overwrite=args.overwrite,
+        out=args.out, overwrite=args.overwrite, shard=shard,
     )  # fmt: skip
     n = sum(labels.values()) if isinstance(labels, dict) else args.n_cells
-    print(f"{n} rows × {model.module.n_features} features written to {Path(path).resolve()}")
+    what = f"{n} rows" if shard is None else f"shard {shard[0]}/{shard[1]} of {n} rows"
+    print(f"{what} × {model.module.n_features} features written to {Path(path).resolve()}")
     return 0
 
 
@@ -250,9 +274,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n-steps", type=int, default=50, help="Diffusion sampling steps.")
     gen.add_argument("--batch-size", type=int, default=256, help="Rows generated together.")
     gen.add_argument("--seed", type=int, default=0, help="Seed of every random draw.")
+    gen.add_argument(
+        "--shard",
+        default=None,
+        help="i/n: write only shard i of n (0-based) of the rows; join them with `sc-sed join` "
+        "(default: all rows).",
+    )
     gen.add_argument("--overwrite", action="store_true", help="Replace an existing --out file.")
     _common(gen)
     gen.set_defaults(func=_generate)
+
+    join = sub.add_parser(
+        "join",
+        help="Join the shard files of `sc-sed generate --shard i/n` into one file.",
+        **sub_kw,
+    )
+    join.add_argument("parts", nargs="+", help="The shard files (.h5ad or .zarr), any order.")
+    join.add_argument("--out", required=True, help="Joined .h5ad or .zarr file (required).")
+    join.add_argument("--overwrite", action="store_true", help="Replace an existing --out file.")
+    join.set_defaults(func=_join, threads=None)
     return parser
 
 

@@ -4,6 +4,7 @@ from ._coo import from_coo, from_dense, to_coo, to_dense
 from ._images import from_images, to_images
 from ._interactions import from_interactions, to_interactions
 from ._mudata import concat_modalities, split_modalities
+from ._shards import join_shards
 from ._stats import MatrixStats, matrix_stats, row_nnz
 
 # The token functions need torch; load them on first use so that the adapters (and
@@ -47,4 +48,5 @@ __all__ = [
     "to_interactions",
     "concat_modalities",
     "split_modalities",
+    "join_shards",
 ]

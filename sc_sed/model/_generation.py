@@ -20,6 +20,7 @@ from sc_sed.data import pairs_to_csr
 from ._conditions import draw_conditions
 from ._mudata import to_mudata
 from ._output import condition_obs, synthetic_anndata
+from ._shards import block_seed, check_shard, shard_rows
 from ._stream import check_out_path, write_streamed
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ class GenerationMixin:
         progress_bar: bool = True,
         out: str | os.PathLike | None = None,
         overwrite: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> AnnData | MuData | Path:
         """Generate new rows with exact zeros.
 
@@ -192,10 +194,14 @@ class GenerationMixin:
         temperature
             Softmax temperature of the decoder's index head (finite, > 0).
         seed
-            Seed of every random draw (a non-negative integer); the same seed gives the same
-            rows on the same device, in memory or streamed to ``out``.
+            Seed of every random draw (a non-negative integer). The conditions of all rows
+            are drawn from it, and each block of ``batch_size`` rows is sampled with its own
+            generator seeded from ``(seed, block number)``: the same ``seed`` and
+            ``batch_size`` give the same rows on the same device, in memory, streamed to
+            ``out`` or split into shards.
         batch_size
-            Rows generated together (memory grows with it, not with ``n_cells``).
+            Rows generated together (memory grows with it, not with ``n_cells``); also the
+            seed block, so changing it changes the rows.
         progress_bar
             Show a progress bar.
         out
@@ -204,6 +210,11 @@ class GenerationMixin:
             AnnData that would have been returned. Its folder must exist.
         overwrite
             Replace an existing ``out``.
+        shard
+            ``(i, n)``: generate only shard ``i`` of ``n`` (a contiguous run of whole
+            ``batch_size`` blocks) of the ``n_cells`` rows, e.g. one per process or GPU.
+            Rows keep their global names ``synthetic_{k}``; join the shard files with
+            :func:`sc_sed.data.join_shards` to get the file one process would have written.
 
         Returns
         -------
@@ -217,6 +228,7 @@ class GenerationMixin:
             n_cells, temperature=temperature, seed=seed, batch_size=batch_size,
             n_steps=n_steps, sampler=sampler,
         )  # fmt: skip
+        shard = check_shard(shard)
         path = None if out is None else check_out_path(out, overwrite)
         if path is not None and self.registry_["setup_args"].get("modalities"):
             raise ValueError("out= streams AnnData; a MuData model returns its rows in memory.")
@@ -239,18 +251,22 @@ class GenerationMixin:
             self._train_condition_codes(),
             np.random.default_rng(seed),
         )
+        codes_total = codes.shape[0]
+        rows = shard_rows(codes_total, batch_size, shard)
         if path is None:
-            self._check_memory(codes.shape[0])
-        obs = condition_obs(
-            self._conditions, codes, pd.Index([f"synthetic_{i}" for i in range(codes.shape[0])])
-        )
+            self._check_memory(len(rows))
+        codes = codes[rows.start : rows.stop]
+        obs = condition_obs(self._conditions, codes, pd.Index([f"synthetic_{i}" for i in rows]))
         uns = self._provenance(
             seed=seed, sampler=sampler, n_steps=n_steps, temperature=temperature,
             guidance_scale=dict(zip([c.obs_key for c in self._conditions], weights, strict=True)),
+            batch_size=batch_size,
+            **({} if shard is None else {"shard": [*shard, len(rows), codes_total]}),
         )  # fmt: skip
         batches = self._generate_batches(
-            codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar
-        )
+            codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar,
+            first_block=rows.start // batch_size,
+        )  # fmt: skip
         if path is None:
             return self._wrap(sp.vstack(list(batches), format="csr"), obs, uns)
         skeleton = self._wrap(None, obs, uns)
@@ -268,14 +284,21 @@ class GenerationMixin:
 
     @torch.inference_mode()
     def _generate_batches(
-        self, codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar
-    ) -> Iterator[sp.csr_matrix]:
-        """Sample and decode ``codes`` batch by batch (one seeded generator for all)."""
+        self, codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar,
+        first_block: int = 0,
+    ) -> Iterator[sp.csr_matrix]:  # fmt: skip
+        """Sample and decode ``codes`` batch by batch, batch ``b`` seeded from ``(seed, b)``.
+
+        ``codes`` starts at seed block ``first_block`` of the run (a shard's first block).
+        """
         self.module.eval()
         device = self.module.device
-        generator = torch.Generator(device=device).manual_seed(seed)
         starts = range(0, codes.shape[0], batch_size)
-        for start in tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch"):
+        for number, start in enumerate(
+            tqdm(starts, desc="Generating", disable=not progress_bar, unit="batch")
+        ):
+            generator = torch.Generator(device=device)
+            generator.manual_seed(block_seed(seed, first_block + number))
             cond = torch.as_tensor(codes[start : start + batch_size], device=device)
             index, value, _ = self.module.sample(
                 cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator,

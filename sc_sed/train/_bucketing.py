@@ -99,7 +99,18 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         Batches per sorted pool: larger pools pad less, smaller pools vary the batch
         composition more between epochs.
     drop_last
-        Drop the one batch smaller than ``batch_size`` (from the last pool).
+        Drop the one batch smaller than ``batch_size`` (from the last pool); with
+        ``num_replicas``, also drop the last batches that do not fill a round of ranks.
+    num_replicas
+        Number of ranks (data-parallel processes) sharing the epoch, or None for one process.
+        Each rank yields every ``num_replicas``-th batch of the same shuffled list, so ranks
+        see disjoint rows and the same number of batches; without ``drop_last`` the list is
+        padded with its first batches to a multiple of ``num_replicas``.
+    rank
+        This process's rank, ``0 <= rank < num_replicas`` (needed with ``num_replicas``).
+    seed
+        With ``num_replicas``: the epoch's order comes from ``(seed, epoch)`` (see
+        :meth:`set_epoch`), identical on every rank, instead of torch's global generator.
     """
 
     def __init__(
@@ -109,21 +120,58 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         *,
         pool_batches: int = 16,
         drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
     ):
         if batch_size < 1 or pool_batches < 1:
             msg = f"batch_size ({batch_size}) and pool_batches ({pool_batches}) must be >= 1."
             raise ValueError(msg)
+        if num_replicas is not None and not (
+            num_replicas >= 1 and rank is not None and 0 <= rank < num_replicas
+        ):
+            msg = f"rank must satisfy 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}."
+            raise ValueError(msg)
+        self.num_replicas, self.rank = num_replicas, rank
+        self.seed, self.epoch = int(seed), 0
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.pool_batches = int(pool_batches)
         self.drop_last = bool(drop_last)
 
-    def __len__(self) -> int:
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose order a distributed sampler yields (Lightning calls it)."""
+        self.epoch = int(epoch)
+
+    def _n_batches(self) -> int:
         n = len(self.lengths)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def __len__(self) -> int:
+        n, k = self._n_batches(), self.num_replicas
+        if k is None:
+            return n
+        return n // k if self.drop_last else -(-n // k)
+
     def __iter__(self) -> Iterator[list[int]]:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        batches = list(self._epoch_batches())
+        k = self.num_replicas
+        if k is None:
+            yield from batches
+            return
+        if self.drop_last:
+            batches = batches[: len(batches) // k * k]
+        elif batches:
+            batches += batches[: -len(batches) % k]
+        yield from batches[self.rank :: k]
+
+    def _epoch_batches(self) -> Iterator[list[int]]:
+        if self.num_replicas is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        else:
+            seed = int(
+                np.random.SeedSequence(self.seed, spawn_key=(self.epoch,)).generate_state(1)[0]
+            )
         generator = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(self.lengths), generator=generator).numpy()
         pool = self.batch_size * self.pool_batches
