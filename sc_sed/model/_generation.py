@@ -20,6 +20,7 @@ from sc_sed.data import pairs_to_csr
 from ._conditions import draw_conditions
 from ._mudata import to_mudata
 from ._output import condition_obs, synthetic_anndata
+from ._registry import setup_arg
 from ._shards import block_seed, check_shard, shard_rows
 from ._stream import check_out_path, write_streamed
 
@@ -230,12 +231,12 @@ class GenerationMixin:
         )  # fmt: skip
         shard = check_shard(shard)
         path = None if out is None else check_out_path(out, overwrite)
-        if path is not None and self.registry_["setup_args"].get("modalities"):
+        if path is not None and setup_arg(self.registry_, "modalities"):
             raise ValueError("out= streams AnnData; a MuData model returns its rows in memory.")
         self._check_latent_stats()
         requests = dict(covariates or {})
         if labels is not None:
-            label_key = self.registry_["setup_args"].get("labels_key")
+            label_key = setup_arg(self.registry_, "labels_key")
             if label_key is None:
                 raise ValueError(
                     "`labels` was given but the model has no labels_key; register one in setup_anndata."
@@ -316,4 +317,4 @@ class GenerationMixin:
             out.uns[key] = value
         if x is None:
             return out
-        return to_mudata(out) if self.registry_["setup_args"].get("modalities") else out
+        return to_mudata(out) if setup_arg(self.registry_, "modalities") else out
