@@ -29,3 +29,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A saved tiny conditional model (trained for one epoch per stage) for CLI tests."""
+    import sc_sed
+
+    from .model.conftest import FIT, TINY, tiny_counts
+
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts", labels_key="cell_type")
+    model = sc_sed.SEDModel(adata, **TINY)
+    model.train(max_epochs=1, diffusion_max_epochs=1, batch_size=32, **FIT)
+    path = tmp_path_factory.mktemp("cli") / "model"
+    model.save(path)
+    return path

@@ -161,19 +161,6 @@ def test_train_out_checked_before_training(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from .model.conftest import FIT, TINY
-
-    adata = tiny_counts()
-    sc_sed.SEDModel.setup_anndata(adata, layer="counts", labels_key="cell_type")
-    model = sc_sed.SEDModel(adata, **TINY)
-    model.train(max_epochs=1, diffusion_max_epochs=1, batch_size=32, **FIT)
-    path = tmp_path_factory.mktemp("cli") / "model"
-    model.save(path)
-    return path
-
-
 @pytest.mark.parametrize(
     ("extra", "match"),
     [

@@ -5,21 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import pytest
 
-import sc_sed
 from sc_sed.cli import main
-
-from .model.conftest import FIT, TINY, tiny_counts
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    adata = tiny_counts()
-    sc_sed.SEDModel.setup_anndata(adata, layer="counts", labels_key="cell_type")
-    model = sc_sed.SEDModel(adata, **TINY)
-    model.train(max_epochs=1, diffusion_max_epochs=1, batch_size=32, **FIT)
-    path = tmp_path_factory.mktemp("cli_shards") / "model"
-    model.save(path)
-    return path
 
 
 def test_generate_shards_then_join(model_dir, tmp_path, capsys):

@@ -120,10 +120,8 @@ class SEDModule(BaseModuleClass):
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
-            learned_index_embedding,
+            learned_index_embedding, current_block_hazard,
         )  # fmt: skip
-        if hasattr(self.decoder.index_head, "current_block_hazard"):
-            self.decoder.index_head.current_block_hazard = current_block_hazard
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)
         self.diffusion = LatentDiffusion(

@@ -58,6 +58,8 @@ class ARDecoder(nn.Module):
         Training-time probability of replacing an input pair by a learned mask token (its
         position is kept). This makes the decoder rely on ``z`` rather than on its own
         history alone ("word dropout"); 0 disables it.
+    current_block_hazard
+        Factorised head only: see :class:`~sc_sed.nn.FactorisedIndexHead`.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class ARDecoder(nn.Module):
         index_base: float = 10_000.0,
         token_dropout: float = 0.0,
         learned_index_embedding: bool = True,
+        current_block_hazard: bool = False,
     ):
         super().__init__()
         self.n_features = n_features
@@ -97,7 +100,10 @@ class ARDecoder(nn.Module):
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(n_hidden)
-        self.index_head = make_index_head(index_head, n_hidden, n_features, block_size, n_latent)
+        self.index_head = make_index_head(
+            index_head, n_hidden, n_features, block_size, n_latent,
+            current_block_hazard=current_block_hazard,
+        )  # fmt: skip
         self.value_head = ValueHead(n_hidden, value_likelihood)
 
     # -- embedding ---------------------------------------------------------------------

@@ -483,12 +483,24 @@ class FactorisedIndexHead(IndexHead):
 
 
 def make_index_head(
-    kind: str, n_hidden: int, n_features: int, block_size: int | None = None, n_context: int = 0
+    kind: str,
+    n_hidden: int,
+    n_features: int,
+    block_size: int | None = None,
+    n_context: int = 0,
+    *,
+    current_block_hazard: bool = False,
 ) -> IndexHead:
-    """Build an index head by name (``"flat"`` or ``"factorised"``)."""
+    """Build an index head by name (``"flat"`` or ``"factorised"``).
+
+    ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks).
+    """
     if kind == "flat":
         return FlatIndexHead(n_hidden, n_features, n_context)
     if kind == "factorised":
-        return FactorisedIndexHead(n_hidden, n_features, block_size, n_context)
+        return FactorisedIndexHead(
+            n_hidden, n_features, block_size, n_context,
+            current_block_hazard=current_block_hazard,
+        )  # fmt: skip
     msg = f"Unknown index_head={kind!r}; use 'flat' or 'factorised'."
     raise ValueError(msg)
