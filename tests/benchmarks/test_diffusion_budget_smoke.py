@@ -1,0 +1,49 @@
+"""benchmarks/diffusion_budget.py runs end to end on tiny data and reports every arm."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load():
+    sys.path.insert(0, str(ROOT))
+    spec = importlib.util.spec_from_file_location("diffusion_budget", ROOT / "diffusion_budget.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arms_share_one_autoencoder_and_report_their_budgets(tmp_path):
+    threads = torch.get_num_threads()
+    table = _load().main(
+        ["--smoke", "--device", "cpu", "--sed-diffusion-epochs", "3", "--arms", "fixed", "early",
+         "--cap", "4", "--summary-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert torch.get_num_threads() == threads
+    assert list(table.index) == ["fixed", "early"]
+    assert table.loc["fixed", "epochs"] == 3  # no early stopping: exactly the preset's epochs
+    assert 1 <= table.loc["early", "epochs"] <= 4
+    assert table["discriminability_auroc"].between(0, 1).all()
+    payload = json.loads((tmp_path / "smoke_diffusion_budget.json").read_text())
+    assert [a["arm"] for a in payload["arms"]] == ["fixed", "early"]
+    assert payload["budget"]["sed_diffusion_epochs"] == 3
+
+
+def test_arm_arguments():
+    module = _load()
+    budget = module.Q.Budget(sed_diffusion_epochs=7)
+    assert module.diffusion_kwargs("fixed", budget) == {"max_epochs": 7, "early_stopping": False}
+    assert module.diffusion_kwargs("early", budget) == {}
+    assert module.diffusion_kwargs("early", budget, 9) == {"max_epochs": 9}
+    assert module.diffusion_kwargs("old_default", budget) == {
+        "max_epochs": None, "early_stopping": False,
+    }  # fmt: skip
+    assert module.diffusion_kwargs("old_default", budget, 9)["max_epochs"] == 9
