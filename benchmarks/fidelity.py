@@ -132,23 +132,9 @@ def subset_train(train, labels_key: str, n: int | None, seed: int):
     return train[F.stratified_subset(train.obs[labels_key].to_numpy(), want, seed)].copy()
 
 
-#: --sed-kwargs keys that are attributes of the factorised index head, not SEDModel arguments
-HEAD_SWITCHES = ("current_block_hazard",)
-
-
-def build_sed(ctx: Q.RunContext) -> sc_sed.SEDModel:
-    """``quality.build_sed`` with the index-head switches of ``--sed-kwargs`` applied."""
-    kwargs = dict(ctx.sed_kwargs)
-    switches = {k: kwargs.pop(k) for k in HEAD_SWITCHES if k in kwargs}
-    model = Q.build_sed(dataclasses.replace(ctx, sed_kwargs=kwargs))
-    for key, value in switches.items():
-        setattr(model.module.decoder.index_head, key, value)
-    return model
-
-
 def train_autoencoder(ctx: Q.RunContext) -> tuple[sc_sed.SEDModel, float]:
     """SED's autoencoder stage only (``--autoencoder-only``)."""
-    model, b = build_sed(ctx), ctx.budget
+    model, b = Q.build_sed(ctx), ctx.budget
     _, seconds = Q.timed(
         lambda: model.train_autoencoder(
             b.sed_epochs,
@@ -162,7 +148,7 @@ def train_autoencoder(ctx: Q.RunContext) -> tuple[sc_sed.SEDModel, float]:
 
 def train_sed(ctx: Q.RunContext) -> Q.MethodRun:
     """Both SED stages (as ``quality.run_sed``), then the held-out label mix."""
-    model, b = build_sed(ctx), ctx.budget
+    model, b = Q.build_sed(ctx), ctx.budget
     _, seconds = Q.timed(
         lambda: model.train(
             b.sed_epochs,

@@ -393,11 +393,19 @@ def check_codes(tensors: dict, conditions: list, trained: bool, path: Path) -> n
     return codes
 
 
+#: SEDModel arguments whose default changed from False to True after format version 1 was
+#: introduced; a saved model without them was built (and trained) with False.
+PRE_HAZARD_DEFAULTS = ("hazard_init", "current_block_hazard")
+
+
 def restore_model(model_cls: type, saved: SavedModel, adata: Any):
     """Build the model from a validated folder: init parameters, tensors, attributes."""
     doc, json_path = saved.doc, saved.paths["model"]
     params = doc["init_params"]
     kwargs = dict(params["kwargs"].get("module_kwargs", {}))
+    for key in PRE_HAZARD_DEFAULTS:  # saved before these defaults changed: as trained
+        if key not in params["non_kwargs"] and key not in kwargs:
+            kwargs[key] = False
     try:
         model = model_cls(adata or None, registry=doc["registry"], **params["non_kwargs"], **kwargs)
     except (TypeError, ValueError, KeyError) as err:

@@ -56,13 +56,12 @@ class SEDModule(BaseModuleClass):
         ``hazard_init`` the index head starts as independent detections at these rates.
     hazard_init
         Initialise the index head's biases from ``detection_rate`` (see
-        :meth:`~sc_sed.nn.FactorisedIndexHead.init_hazards`). Opt-in: it starts training
-        at the independent-detection likelihood, but its effect on trained models is not
-        measured yet (``benchmarks/README.md``, "Fidelity at 20k genes").
+        :meth:`~sc_sed.nn.FactorisedIndexHead.init_hazards`): training starts at the
+        independent-detection likelihood (``benchmarks/README.md``, "Fidelity at 20k genes").
     current_block_hazard
         Factorised head only: the block of the last emitted feature gets the probability
         that one of its *remaining* features is detected (an exact two-level hazard)
-        instead of its whole-block logit. Opt-in, as ``hazard_init``.
+        instead of its whole-block logit.
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -96,8 +95,8 @@ class SEDModule(BaseModuleClass):
         learned_index_embedding: bool = True,
         allowed_features: torch.Tensor | None = None,
         detection_rate: torch.Tensor | None = None,
-        hazard_init: bool = False,
-        current_block_hazard: bool = False,
+        hazard_init: bool = True,
+        current_block_hazard: bool = True,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,

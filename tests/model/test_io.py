@@ -16,7 +16,7 @@ import sc_sed.cli
 from sc_sed.model._io import ModelFileError, file_names
 from sc_sed.model._jsoncodec import CodecError, decode, encode
 
-from .conftest import FIT, TINY
+from .conftest import FIT, TINY, tiny_counts
 
 GEN = {"n_steps": 4, "progress_bar": False, "seed": 3}
 
@@ -190,6 +190,23 @@ def _edit_json(folder, edit):
     doc = json.loads(path.read_text())
     edit(doc)
     path.write_text(json.dumps(doc))
+
+
+def test_model_saved_before_the_hazard_defaults_loads_as_trained(tmp_path):
+    """A save without hazard_init/current_block_hazard was trained with both off."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    sc_sed.SEDModel(adata, index_head="factorised", **TINY).save(tmp_path / "m")
+
+    def drop(doc):
+        for key in ("hazard_init", "current_block_hazard"):
+            doc["init_params"]["non_kwargs"].pop(key)
+
+    current = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    assert current.module.decoder.index_head.current_block_hazard is True
+    _edit_json(tmp_path / "m", drop)
+    old = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    assert old.module.decoder.index_head.current_block_hazard is False
 
 
 @pytest.mark.parametrize(

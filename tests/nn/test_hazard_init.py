@@ -63,24 +63,24 @@ def test_matrix_stats_counts_detections():
     assert matrix_stats(x).n_detected.tolist() == [1, 2, 0]
 
 
-def test_sed_module_starts_at_the_data_detection_rates():
+def test_sed_model_starts_at_the_data_detection_rates_by_default():
     import sc_sed
 
     adata = sc_sed.datasets.synthetic_counts(n_cells=60, n_genes=600, seed=0)
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
     x = sp.csr_matrix(adata.layers["counts"])
     rate = np.diff(sp.csc_matrix(x).indptr) / x.shape[0]
-    model = sc_sed.SEDModel(
-        adata, n_hidden=16, n_ff=32, n_layers=1, n_latent=4, hazard_init=True,
-        current_block_hazard=True,
-    )  # fmt: skip
+    model = sc_sed.SEDModel(adata, n_hidden=16, n_ff=32, n_layers=1, n_latent=4)  # defaults
     head = model.module.decoder.index_head
     assert head.current_block_hazard
     seen = rate > 0
     bias = head.offset_bias.detach().flatten()[:600].numpy()
     expected = np.log(np.clip(rate, 1e-4, 1 - 1e-4) / (1 - np.clip(rate, 1e-4, 1 - 1e-4)))
     np.testing.assert_allclose(bias[seen], expected[seen], rtol=1e-4, atol=1e-4)
-    off = sc_sed.SEDModel(adata, n_hidden=16, n_ff=32, n_layers=1, n_latent=4)  # defaults
+    off = sc_sed.SEDModel(
+        adata, n_hidden=16, n_ff=32, n_layers=1, n_latent=4, hazard_init=False,
+        current_block_hazard=False,
+    )  # fmt: skip
     assert float(off.module.decoder.index_head.offset_bias.abs().sum()) == 0.0
     assert not off.module.decoder.index_head.current_block_hazard
 
