@@ -93,7 +93,7 @@ class SparseDataSplitter(DataSplitter):
     Notes
     -----
     Under DDP the validation rows are split too: scvi-tools' loader gives each rank a
-    disjoint shard (:class:`~scvi.dataloaders.BatchDistributedSampler`, the last rows
+    disjoint shard (:class:`~scvi.dataloaders.BatchDistributedSampler`, a few rows
     repeated to make equal shards), as Lightning's own distributed sampler would, and the
     logged validation metrics are averaged over ranks (``sync_dist``).
     """
