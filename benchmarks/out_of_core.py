@@ -1,19 +1,19 @@
 """Peak resident memory of training from a backed on-disk matrix vs the same matrix in memory.
 
-Writes a random CSR count matrix (``--rows`` × ``--features``, ``--nnz`` non-zeros per row on
-average) to an ``.h5ad`` file, then in a fresh process per mode registers it and trains the
-autoencoder stage for ``--steps`` minibatches, and reports the process's peak RSS
-(``ru_maxrss``) next to an ``import``-only baseline and the matrix's in-memory size.
+For each ``--rows`` value, writes a random CSR count matrix (rows × ``--features``, ``--nnz``
+non-zeros per row on average) to an ``.h5ad`` file; then, in a fresh process per mode, warms
+up (imports and a short training run on a tiny in-memory matrix, so that code and framework
+memory are in the baseline), registers the file's matrix (``backed="r"`` or loaded into
+memory) and trains the autoencoder stage for ``--steps`` minibatches. It prints one JSON
+line per matrix and per mode: the process's RSS after the warm-up (``baseline_mib``), its
+peak while registering (``setup_peak_mib``) and training (``peak_mib``), and the peak above the
+baseline (``above_baseline_mib``). Peaks come from Linux's ``VmHWM``, reset after the
+warm-up; elsewhere the process's ``ru_maxrss`` is reported (warm-up included).
 
-Example (what was run for the numbers in the report)::
+Example (the numbers in ``benchmarks/README.md``)::
 
-    OMP_NUM_THREADS=1 python benchmarks/out_of_core.py --rows 300000 --features 5000 --nnz 100
-
-Measured on the shared 2-core CPU machine (20 autoencoder steps, batch 128): matrix 230 MiB
-in memory (242 MiB file); peak RSS 330 MiB after imports only, 1,258 MiB training from the
-backed file, 1,438 MiB training from memory. Backed training saves only the matrix's own
-size: the remaining ~900 MiB above the import baseline is not explained yet, so peak memory
-is not yet shown to be flat in the number of rows.
+    OMP_NUM_THREADS=1 python benchmarks/out_of_core.py --rows 10000 100000 1000000 \
+        --features 20000 --nnz 100
 """
 
 from __future__ import annotations
@@ -54,44 +54,89 @@ def write_matrix(path: Path, n_rows: int, n_features: int, nnz: int, seed: int =
     return total
 
 
-def child(path: str, mode: str, steps: int) -> dict:
-    """Register and train in this process; return the peak RSS in MiB."""
-    import anndata as ad
+def _rss() -> dict[str, float]:
+    """Current and peak RSS in MiB (``VmRSS``/``VmHWM``; ``ru_maxrss`` without ``/proc``)."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"VmRSS": peak, "VmHWM": peak}
 
+
+def _reset_peak() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux); a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _train(adata, steps: int, batch_size: int) -> None:
     import sc_sed
 
-    if mode != "import":
-        adata = ad.read_h5ad(path, backed="r" if mode == "backed" else None)
-        sc_sed.SEDModel.setup_anndata(adata)
-        model = sc_sed.SEDModel(adata, n_latent=8, n_hidden=32, n_layers=1, n_heads=2, n_ff=64)
-        model.train_autoencoder(
-            max_epochs=1, max_steps=steps, batch_size=128, limit_val_batches=0,
-            enable_progress_bar=False, enable_checkpointing=False, logger=False,
-        )  # fmt: skip
-    return {"mode": mode, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    sc_sed.SEDModel.setup_anndata(adata)
+    model = sc_sed.SEDModel(adata, n_latent=8, n_hidden=32, n_layers=1, n_heads=2, n_ff=64)
+    model.train_autoencoder(
+        max_epochs=1, max_steps=steps, batch_size=batch_size, limit_val_batches=0,
+        enable_progress_bar=False, enable_checkpointing=False, logger=False,
+    )  # fmt: skip
 
 
-def main() -> None:
-    """Run the benchmark and print one JSON line per mode."""
+def child(path: str, mode: str, steps: int, batch_size: int) -> dict:
+    """Warm up, then register and train on the file in this process; return RSS figures in MiB."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    tiny = sp.random(256, 50, density=0.2, format="csr", rng=rng, dtype=np.float32)
+    tiny.data = np.ceil(tiny.data * 10)
+    _train(ad.AnnData(tiny), 2, 64)
+    baseline = _rss()["VmRSS"]
+    _reset_peak()
+    adata = ad.read_h5ad(path, backed="r" if mode == "backed" else None)
+    import sc_sed
+
+    sc_sed.SEDModel.setup_anndata(adata)
+    setup_peak = _rss()["VmHWM"]
+    _train(adata, steps, batch_size)
+    peak = _rss()["VmHWM"]
+    return {"mode": mode, "baseline_mib": round(baseline), "setup_peak_mib": round(setup_peak),
+            "peak_mib": round(peak), "above_baseline_mib": round(peak - baseline)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark, print one JSON line per matrix and per mode, and return them."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=300_000)
-    p.add_argument("--features", type=int, default=5_000)
+    p.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--features", type=int, default=20_000)
     p.add_argument("--nnz", type=int, default=100)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--modes", nargs="+", choices=["backed", "memory"], default=["backed", "memory"])
     p.add_argument("--child", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child, args.steps)))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "matrix.h5ad"
-        size = write_matrix(path, args.rows, args.features, args.nnz)
-        print(json.dumps({"rows": args.rows, "features": args.features, "nnz_per_row": args.nnz,
-                          "matrix_mib": size / 2**20, "file_mib": path.stat().st_size / 2**20}))  # fmt: skip
-        for mode in ("import", "backed", "memory"):
-            cmd = [sys.executable, __file__, "--child", str(path), mode, "--steps", str(args.steps)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            print(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(child(*args.child, args.steps, args.batch_size)))
+        return []
+    lines = []
+    for n_rows in args.rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "matrix.h5ad"
+            size = write_matrix(path, n_rows, args.features, args.nnz)
+            lines.append({"rows": n_rows, "features": args.features, "nnz_per_row": args.nnz,
+                          "matrix_mib": round(size / 2**20, 3),
+                          "file_mib": round(path.stat().st_size / 2**20, 3)})  # fmt: skip
+            print(json.dumps(lines[-1]), flush=True)
+            for mode in args.modes:
+                cmd = [sys.executable, __file__, "--child", str(path), mode,
+                       "--steps", str(args.steps), "--batch-size", str(args.batch_size)]  # fmt: skip
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                lines.append({"rows": n_rows, **json.loads(out.stdout.strip().splitlines()[-1])})
+                print(json.dumps(lines[-1]), flush=True)
+    return lines
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from ._interactions import from_interactions, to_interactions
 from ._mudata import concat_modalities, split_modalities
 from ._shards import join_shards
 from ._stats import MatrixStats, matrix_stats, row_nnz
+from ._zarr import read_lazy_zarr
 
 # The token functions need torch; load them on first use so that the adapters (and
 # sc_sed.tl / sc_sed.pl, which use them) import without torch.
@@ -49,4 +50,5 @@ __all__ = [
     "concat_modalities",
     "split_modalities",
     "join_shards",
+    "read_lazy_zarr",
 ]

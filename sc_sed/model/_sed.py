@@ -19,7 +19,7 @@ from scvi.model.base import BaseModelClass
 from sc_sed._docs import docs
 from sc_sed.data import pairs_to_csr
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
-from sc_sed.train import quiet_sparse_loading, tokenize_batch
+from sc_sed.train import global_rank, quiet_sparse_loading, tokenize_batch
 
 from . import _io
 from ._conditions import check_obs_keys, condition_specs
@@ -458,6 +458,12 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             scvi-tools options of its pickle format; not supported (must keep defaults).
         **anndata_write_kwargs
             Passed to :meth:`anndata.AnnData.write` with ``save_anndata=True``.
+
+        Notes
+        -----
+        In distributed training (every DDP rank running the same script, e.g. under
+        ``torchrun`` or ``strategy="ddp"``, and checkpoints saved during training) only the
+        process of global rank 0 writes; on the other ranks this method does nothing.
         """
         if save_kwargs or legacy_mudata_format or datamodule is not None:
             msg = (
@@ -465,6 +471,8 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
                 "format, which SEDModel does not write; leave them at their defaults."
             )
             raise ValueError(msg)
+        if global_rank() != 0:
+            return
         _io.save_model(
             self, dir_path, prefix=prefix, overwrite=overwrite, save_anndata=save_anndata,
             write_kwargs=anndata_write_kwargs,

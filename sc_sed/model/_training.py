@@ -204,6 +204,9 @@ class TrainingMixin:
         _check_epochs(max_epochs, "max_epochs")
         if max_epochs is None:
             max_epochs = _default_epochs(int(self.adata.n_obs * train_size), batch_size, 3000, 400)
+        distributed = uses_distributed_sampler(trainer_kwargs.get("strategy", "auto"))
+        if distributed:  # the splitter's samplers split the rows across ranks themselves
+            trainer_kwargs = {"use_distributed_sampler": False, **trainer_kwargs}
         splitter = self._data_splitter_cls(
             self.adata_manager,
             x_keys=self._x_keys,
@@ -213,7 +216,7 @@ class TrainingMixin:
             validation_size=validation_size,
             shuffle_set_split=shuffle_set_split,
             batch_size=batch_size,
-            distributed_sampler=uses_distributed_sampler(trainer_kwargs.get("strategy", "auto")),
+            distributed_sampler=distributed,
             **(datasplitter_kwargs or {}),
         )
         plan = self._training_plan_cls(self.module, **(plan_kwargs or {}))

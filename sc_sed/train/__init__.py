@@ -1,6 +1,7 @@
 """Training: Lightning plans for both stages and sparse batch handling."""
 
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
+from ._distributed import global_rank, replicas_and_rank
 from ._latent_data import LatentDataModule
 from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
 from ._runner import (
@@ -20,9 +21,11 @@ __all__ = [
     "LengthBucketBatchSampler",
     "SparseDataSplitter",
     "StageTrainRunner",
+    "global_rank",
     "lr_factor",
     "padding_factor",
     "quiet_sparse_loading",
+    "replicas_and_rank",
     "row_lengths",
     "tokenize_batch",
     "uses_distributed_sampler",

@@ -15,6 +15,7 @@ from sc_sed.data._tokens import LongRows
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY
 
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
+from ._distributed import replicas_and_rank
 
 
 def _only_item(items: list[Any]) -> Any:
@@ -79,12 +80,22 @@ class SparseDataSplitter(DataSplitter):
         padding. ``None`` (default) decides from the data: bucketing when random
         minibatches would pad to at least ``AUTO_BUCKET_PADDING`` (1.5) times the real
         tokens (:func:`~sc_sed.train.padding_factor`), e.g. rows of 300 to 3,700 non-zeros.
-        Ignored with a distributed sampler (DDP), which batches at random.
+        Under DDP (``distributed_sampler=True``) every rank yields its own share of the
+        same bucketed epoch (``num_replicas`` = world size, ``rank`` = global rank;
+        Lightning calls ``set_epoch``), so the trainer must not wrap the sampler again
+        (``use_distributed_sampler=False``, which :meth:`~sc_sed.SEDModel.train` sets).
     bucket_pool_batches
         Batches per sorted pool of the bucketing sampler.
     **kwargs
         Passed to :class:`~scvi.dataloaders.DataSplitter` (``train_size``,
         ``validation_size``, ``batch_size``, ``distributed_sampler``, ...).
+
+    Notes
+    -----
+    Under DDP the validation rows are split too: scvi-tools' loader gives each rank a
+    disjoint shard (:class:`~scvi.dataloaders.BatchDistributedSampler`, a few rows
+    repeated to make equal shards), as Lightning's own distributed sampler would, and the
+    logged validation metrics are averaged over ranks (``sync_dist``).
     """
 
     def __init__(
@@ -105,11 +116,43 @@ class SparseDataSplitter(DataSplitter):
         self.on_long_rows = on_long_rows
         self.bucket_by_length = bucket_by_length
         self.bucket_pool_batches = bucket_pool_batches
+        # All processes must share one split and one bucketing order: the split is made here
+        # (ranks spawned by Lightning get copies of this object), and ranks that build their
+        # own splitter (torchrun, strategy="ddp") agree through a fixed seed when none is set.
+        seed = settings.seed
+        if seed is None and self.data_loader_kwargs.get("distributed_sampler", False):
+            seed = 0
+        self.split_seed = seed
+        self.bucket_seed = 0 if seed is None else int(seed)
+        self.setup()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Split the rows into training/validation/test, once (later calls keep the split).
+
+        As :meth:`scvi.dataloaders.DataSplitter.setup`, shuffled with ``split_seed``
+        (``scvi.settings.seed`` at construction; 0 under DDP when it is None).
+        """
+        if getattr(self, "train_idx", None) is not None:
+            return
+        super().setup(stage)
+        if (
+            self.external_indexing is None
+            and self.shuffle_set_split
+            and self.split_seed is not None
+        ):
+            perm = np.random.RandomState(seed=self.split_seed).permutation(
+                self.adata_manager.adata.n_obs
+            )
+            n_val, n_train = self.n_val, self.n_train
+            self.val_idx = perm[:n_val]
+            self.train_idx = perm[n_val : n_val + n_train]
+            self.test_idx = perm[n_val + n_train :]
 
     def train_dataloader(self):
-        """Training loader; minibatches of similar-length rows unless disabled or DDP."""
+        """Training loader; minibatches of similar-length rows unless disabled (see above)."""
         kwargs = dict(self.data_loader_kwargs)
-        if self.bucket_by_length is False or kwargs.get("distributed_sampler", False):
+        distributed = bool(kwargs.pop("distributed_sampler", False))
+        if self.bucket_by_length is False:
             return super().train_dataloader()
         blocks = [self.adata_manager.get_from_registry(k) for k in self.x_keys]
         lengths = row_lengths(blocks)[np.asarray(self.train_idx)]
@@ -119,13 +162,16 @@ class SparseDataSplitter(DataSplitter):
             and padding_factor(lengths, batch_size) < AUTO_BUCKET_PADDING
         ):
             return super().train_dataloader()
+        replicas, rank = replicas_and_rank(self.trainer) if distributed else (None, None)
         sampler = LengthBucketBatchSampler(
             lengths,
             batch_size,
             pool_batches=self.bucket_pool_batches,
             drop_last=bool(self.drop_last),
+            num_replicas=replicas,
+            rank=rank,
+            seed=self.bucket_seed,
         )
-        kwargs.pop("distributed_sampler", None)
         return self.data_loader_cls(
             self.adata_manager,
             indices=self.train_idx,
