@@ -47,7 +47,7 @@ SPECIAL_ATTRIBUTES = frozenset(
         "train_condition_codes_",
     }
 )
-_SETUP_METHODS = ("setup_anndata", "setup_mudata")
+_SETUP_METHODS = ("setup_anndata", "setup_mudata", "setup_datamodule")
 _STATS_TYPES = {
     "n_obs": int,
     "n_vars": int,
@@ -129,7 +129,9 @@ def check_registry(registry: Any, model_cls: type) -> Mapping:
     if method not in _SETUP_METHODS:
         _fail("registry/setup_method_name", f"expected one of {_SETUP_METHODS}, found {method!r}")
     args = _dict(registry.get(SETUP_ARGS_KEY), "registry/setup_args")
-    accepted = set(inspect.signature(getattr(model_cls, method)).parameters) - {"kwargs"}
+    # a data module's registry records its conditions as setup_anndata's arguments
+    signature_of = "setup_anndata" if method == "setup_datamodule" else method
+    accepted = set(inspect.signature(getattr(model_cls, signature_of)).parameters) - {"kwargs"}
     unknown = [k for k in args if k not in accepted]
     if unknown:
         _fail("registry/setup_args", f"unknown arguments {unknown} of {method}")

@@ -1,6 +1,15 @@
 """Training: Lightning plans for both stages and sparse batch handling."""
 
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
+from ._datamodule import (
+    TokenizingDataModule,
+    ValueRules,
+    check_values,
+    condition_block,
+    data_block,
+    stream_batches,
+    to_scipy,
+)
 from ._latent_data import LatentDataModule
 from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
 from ._runner import (
@@ -20,6 +29,13 @@ __all__ = [
     "LengthBucketBatchSampler",
     "SparseDataSplitter",
     "StageTrainRunner",
+    "TokenizingDataModule",
+    "ValueRules",
+    "check_values",
+    "condition_block",
+    "data_block",
+    "stream_batches",
+    "to_scipy",
     "lr_factor",
     "padding_factor",
     "quiet_sparse_loading",
