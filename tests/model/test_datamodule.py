@@ -87,7 +87,12 @@ def test_both_stages_train_from_a_datamodule_and_generate(counts):
     )
     model = sc_sed.SEDModel(registry=registry, **TINY)
     model.train(
-        max_epochs=2, diffusion_max_epochs=2, datamodule=dm, seed=0, check_val_every_n_epoch=1, **FIT
+        max_epochs=2,
+        diffusion_max_epochs=2,
+        datamodule=dm,
+        seed=0,
+        check_val_every_n_epoch=1,
+        **FIT,
     )
     assert model.autoencoder_trained_ and model.diffusion_trained_
     assert "validation_loss" in model.history_  # the module's validation loader was used
