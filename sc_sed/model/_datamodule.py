@@ -30,6 +30,16 @@ SETUP_METHOD_NAME = "setup_datamodule"
 CONDITION_KEYS = {REGISTRY_KEYS.LABELS_KEY: "labels_key", REGISTRY_KEYS.BATCH_KEY: "batch_key"}
 
 
+def anndata_setup_method(registry: Mapping[str, Any]) -> str:
+    """Name of the method that sets an AnnData up from ``registry`` (with ``source_registry``).
+
+    A data module's registry records setup_anndata's arguments, so an AnnData with the same
+    features (and covariate columns) is set up with ``setup_anndata``.
+    """
+    method = registry.get("setup_method_name", "setup_anndata")
+    return "setup_anndata" if method == SETUP_METHOD_NAME else method
+
+
 def _module_registry(datamodule: pl.LightningDataModule) -> Mapping[str, Any]:
     registry = getattr(datamodule, "registry", None)
     return registry if isinstance(registry, Mapping) else {}

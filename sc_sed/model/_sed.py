@@ -25,7 +25,7 @@ from sc_sed.train import quiet_sparse_loading, tokenize_batch
 from . import _io
 from ._conditions import check_obs_keys, condition_specs
 from ._datamodule import SETUP_METHOD_NAME as DATAMODULE_SETUP
-from ._datamodule import datamodule_registry
+from ._datamodule import anndata_setup_method, datamodule_registry
 from ._fields import SparseLayerField
 from ._generation import GenerationMixin
 from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
@@ -463,8 +463,24 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
 
     # -- save / load -------------------------------------------------------------------------
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
+        if adata is None and self.adata is None:
+            msg = (
+                "This model has no AnnData (it was set up from a data module or loaded with "
+                "adata=False); pass adata= with the training features "
+                "(`adata[:, model.training_var_.index]`)."
+            )
+            raise ValueError(msg)
         if adata is not None:
             check_var_names(adata, self.registry_)
+            method = self.registry_.get("setup_method_name")
+            if method == DATAMODULE_SETUP and self.get_anndata_manager(adata) is None:
+                # scvi-tools would call the registry's set-up method, setup_datamodule;
+                # an AnnData is set up with setup_anndata and the data module's registry
+                self.setup_anndata(
+                    adata, source_registry=self.registry_, **self.registry_[SETUP_ARGS_KEY]
+                )
+                manager = self._get_most_recent_anndata_manager(adata, required=True)
+                self._register_manager_for_instance(manager)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     def save(
@@ -570,14 +586,8 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         adata = saved.adata if adata is None else adata
         if adata is not None and adata is not False:
             registry = saved.doc["registry"]
-            if registry["setup_method_name"] == DATAMODULE_SETUP:
-                msg = (
-                    "This model was set up from a data module, not an AnnData; load it "
-                    "without adata (adata=None) and use generate()."
-                )
-                raise ValueError(msg)
             check_var_names(adata, registry)
-            setup = getattr(cls, registry["setup_method_name"])
+            setup = getattr(cls, anndata_setup_method(registry))
             setup(adata, source_registry=registry, **registry[SETUP_ARGS_KEY])
         model = _io.restore_model(cls, saved, adata if adata is not False else None)
         model.to_device(torch_device)

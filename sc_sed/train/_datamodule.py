@@ -264,7 +264,11 @@ class TokenizingDataModule(pl.LightningDataModule):
         return self.tokenize(self.datamodule.on_after_batch_transfer(batch, dataloader_idx))
 
     def tokenize(self, batch: Any) -> dict[str, Any]:
-        """Check a minibatch's data and replace them by tokens (other tensors are kept).
+        """Check a minibatch's data and replace them by tokens.
+
+        Other per-row tensors (e.g. label codes) are kept after the tokens; entries that
+        are not one per row (None, scvi-tools' empty placeholders) are dropped, so that
+        Lightning infers the minibatch size from the tokens when it logs.
 
         Parameters
         ----------
@@ -275,6 +279,18 @@ class TokenizingDataModule(pl.LightningDataModule):
         -------
         The token batch.
         """
-        check_values(data_block(batch), self.rules)
-        batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        return tokenize_batch(batch, max_nonzero=self.max_nonzero, on_long_rows=self.on_long_rows)
+        x = data_block(batch)
+        check_values(x, self.rules)
+        rows = x.shape[0]
+        tokens = tokenize_batch(
+            {REGISTRY_KEYS.X_KEY: x}, max_nonzero=self.max_nonzero, on_long_rows=self.on_long_rows
+        )
+        per_row = {
+            k: v
+            for k, v in batch.items()
+            if k != REGISTRY_KEYS.X_KEY
+            and isinstance(v, torch.Tensor)
+            and v.dim() > 0
+            and v.shape[0] == rows
+        }
+        return {**tokens, **per_row}

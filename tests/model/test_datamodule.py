@@ -116,8 +116,15 @@ def test_unconditional_datamodule_model_saves_and_loads(counts, tmp_path):
     b = loaded.generate(n_cells=6, seed=3)
     assert list(b.var_names) == [str(i) for i in range(adata.n_vars)]  # no names given
     np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
-    with pytest.raises(ValueError, match="set up from a data module"):
-        sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    # an AnnData with the same features can be encoded by the model, or loaded with it
+    named = adata.copy()
+    named.X, named.var_names = named.layers["counts"], b.var_names
+    with pytest.raises(ValueError, match="has no AnnData"):
+        model.get_latent_representation()
+    z = model.get_latent_representation(named)
+    assert z.shape == (adata.n_obs, TINY["n_latent"])
+    with_adata = sc_sed.SEDModel.load(tmp_path / "m", adata=named)
+    np.testing.assert_allclose(with_adata.get_latent_representation(), z, rtol=1e-5, atol=1e-6)
 
 
 def test_scvi_registry_gives_names_and_conditions(counts):
