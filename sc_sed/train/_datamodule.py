@@ -237,9 +237,17 @@ class TokenizingDataModule(pl.LightningDataModule):
             if hasattr(datamodule, name):
                 setattr(self, name, getattr(datamodule, name))
 
+    def prepare_data(self) -> None:
+        """Run the wrapped module's ``prepare_data``."""
+        self.datamodule.prepare_data()
+
     def setup(self, stage: str) -> None:
         """Set up the wrapped module."""
         self.datamodule.setup(stage)
+
+    def teardown(self, stage: str) -> None:
+        """Tear the wrapped module down."""
+        self.datamodule.teardown(stage)
 
     def train_dataloader(self):
         """Return the wrapped module's training loader."""

@@ -38,10 +38,6 @@ class DenseDataModule(pl.LightningDataModule):
         self.train_rows = _Rows(x[n_val:], None if labels is None else labels[n_val:])
         self.val_rows = _Rows(x[:n_val], None if labels is None else labels[:n_val])
         self.batch_size, self.n_val = batch_size, n_val
-        self.n_setup = 0
-
-    def setup(self, stage: str | None = None) -> None:
-        self.n_setup += 1
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_rows, batch_size=self.batch_size, shuffle=True)
