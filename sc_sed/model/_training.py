@@ -275,7 +275,6 @@ class TrainingMixin:
 
     def _check_data_source(self, datamodule: LightningDataModule | None) -> None:
         """Raise unless the model trains from its AnnData xor from a data module."""
-        from_module = self.registry_.get("setup_method_name") == SETUP_METHOD_NAME
         if datamodule is not None and self.adata is not None:
             msg = (
                 "datamodule= trains a model set up from a data module; this model has an "
@@ -283,11 +282,13 @@ class TrainingMixin:
                 "or train without datamodule=."
             )
             raise ValueError(msg)
-        if datamodule is None and self.adata is None and from_module:
-            msg = (
-                "This model was set up from a data module (SEDModel.setup_datamodule) and "
-                "has no AnnData; pass the data module: model.train(datamodule=dm)."
+        if datamodule is None and self.adata is None:
+            how = (
+                "pass the data module: model.train(datamodule=dm)"
+                if self.registry_.get("setup_method_name") == SETUP_METHOD_NAME
+                else "load it with its AnnData: SEDModel.load(path, adata=adata)"
             )
+            msg = f"This model has no AnnData to train on; {how}."
             raise ValueError(msg)
 
     def _value_rules(self) -> ValueRules:

@@ -197,3 +197,13 @@ def test_datamodule_and_anndata_are_not_mixed(counts):
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
     with pytest.raises(ValueError, match="this model has an AnnData"):
         sc_sed.SEDModel(adata, **TINY).train(max_epochs=1, datamodule=dm, **FIT)
+
+
+def test_a_model_loaded_without_anndata_says_what_to_pass(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "m")
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=False)
+    with pytest.raises(ValueError, match=r"load it with its AnnData"):
+        loaded.train(max_epochs=1, **FIT)
+    with pytest.raises(ValueError, match="has no AnnData"):
+        loaded.get_latent_representation()
