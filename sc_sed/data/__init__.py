@@ -4,6 +4,7 @@ from ._coo import from_coo, from_dense, to_coo, to_dense
 from ._images import from_images, to_images
 from ._interactions import from_interactions, to_interactions
 from ._mudata import concat_modalities, split_modalities
+from ._running_stats import RunningMatrixStats
 from ._shards import join_shards
 from ._stats import MatrixStats, matrix_stats, row_nnz
 from ._zarr import read_lazy_zarr
@@ -31,6 +32,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "MatrixStats",
+    "RunningMatrixStats",
     "matrix_stats",
     "row_nnz",
     "TokenBatch",

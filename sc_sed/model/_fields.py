@@ -7,11 +7,48 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import LayerField
 
-from sc_sed.data import matrix_stats
+from sc_sed.data import MatrixStats, matrix_stats
 
 
 def _where(layer: str | None) -> str:
     return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+
+
+def validate_stats(stats: MatrixStats, where: str) -> dict:
+    """Raise when the data cannot be trained on; else return the statistics as a registry dict.
+
+    Parameters
+    ----------
+    stats
+        Statistics of the data (:func:`~sc_sed.data.matrix_stats` or
+        :class:`~sc_sed.data.RunningMatrixStats`).
+    where
+        What the data are, for the messages (e.g. ``"adata.X"``).
+
+    Returns
+    -------
+    ``stats`` as a dict (``seen`` a NumPy array).
+    """
+    if stats.n_nonfinite:
+        msg = (
+            f"{where} contains {stats.n_nonfinite} NaN or infinite values; SED needs finite "
+            "values. Replace them (e.g. with np.nan_to_num) or drop the affected rows."
+        )
+        raise ValueError(msg)
+    if stats.n_obs < 2:
+        msg = (
+            f"{where} has {stats.n_obs} row; SED needs at least 2 rows to train (the latent "
+            "statistics of one row are undefined)."
+        )
+        raise ValueError(msg)
+    if stats.max_nonzero == 0:
+        msg = (
+            f"{where} is all zeros; SED models the non-zero entries, so there is nothing to learn."
+        )
+        raise ValueError(msg)
+    out = stats.to_dict()
+    out["seen"] = np.asarray(out["seen"])
+    return out
 
 
 class SparseLayerField(LayerField):
@@ -59,26 +96,7 @@ class SparseLayerField(LayerField):
         super().validate_field(adata)
 
     def _stats(self, adata: AnnData) -> dict:
-        stats = matrix_stats(self.get_field_data(adata))
-        if stats.n_nonfinite:
-            msg = (
-                f"{_where(self.attr_key)} contains {stats.n_nonfinite} NaN or infinite "
-                "values; SED needs finite values. Replace them (e.g. with np.nan_to_num) "
-                "or drop the affected rows."
-            )
-            raise ValueError(msg)
-        if stats.n_obs < 2:
-            msg = (
-                f"{_where(self.attr_key)} has {stats.n_obs} row; SED needs at least 2 rows to "
-                "train (the latent statistics of one row are undefined)."
-            )
-            raise ValueError(msg)
-        if stats.max_nonzero == 0:
-            msg = f"{_where(self.attr_key)} is all zeros; SED models the non-zero entries, so there is nothing to learn."
-            raise ValueError(msg)
-        out = stats.to_dict()
-        out["seen"] = np.asarray(out["seen"])
-        return out
+        return validate_stats(matrix_stats(self.get_field_data(adata)), _where(self.attr_key))
 
     def register_field(self, adata: AnnData) -> dict:
         """Register the layer and record its summary statistics."""

@@ -47,7 +47,7 @@ SPECIAL_ATTRIBUTES = frozenset(
         "train_condition_codes_",
     }
 )
-_SETUP_METHODS = ("setup_anndata", "setup_mudata")
+_SETUP_METHODS = ("setup_anndata", "setup_mudata", "setup_datamodule")
 _STATS_TYPES = {
     "n_obs": int,
     "n_vars": int,
@@ -122,6 +122,7 @@ def _n_obs(registry: Mapping) -> int:
 def check_registry(registry: Any, model_cls: type) -> Mapping:
     """Validate the parts of the scvi-tools registry the model reads."""
     from ._conditions import condition_specs
+    from ._datamodule import anndata_setup_method
     from ._mudata import data_keys
 
     registry = _dict(registry, "registry")
@@ -129,7 +130,8 @@ def check_registry(registry: Any, model_cls: type) -> Mapping:
     if method not in _SETUP_METHODS:
         _fail("registry/setup_method_name", f"expected one of {_SETUP_METHODS}, found {method!r}")
     args = _dict(registry.get(SETUP_ARGS_KEY), "registry/setup_args")
-    accepted = set(inspect.signature(getattr(model_cls, method)).parameters) - {"kwargs"}
+    setup = getattr(model_cls, anndata_setup_method(registry))
+    accepted = set(inspect.signature(setup).parameters) - {"kwargs"}
     unknown = [k for k in args if k not in accepted]
     if unknown:
         _fail("registry/setup_args", f"unknown arguments {unknown} of {method}")

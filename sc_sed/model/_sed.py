@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from scvi import REGISTRY_KEYS
@@ -23,6 +24,8 @@ from sc_sed.train import global_rank, quiet_sparse_loading, tokenize_batch
 
 from . import _io
 from ._conditions import check_obs_keys, condition_specs
+from ._datamodule import SETUP_METHOD_NAME as DATAMODULE_SETUP
+from ._datamodule import anndata_setup_method, datamodule_registry
 from ._fields import SparseLayerField
 from ._generation import GenerationMixin
 from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
@@ -31,6 +34,7 @@ from ._training import TrainingMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
+    from lightning.pytorch import LightningDataModule
     from mudata import MuData
 
 FACTORISED_HEAD_MIN_FEATURES = 512
@@ -95,9 +99,11 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     Parameters
     ----------
     adata
-        AnnData registered with :meth:`setup_anndata` (None when loading a saved model).
+        AnnData registered with :meth:`setup_anndata` (None when loading a saved model
+        or training from a data module).
     registry
-        Registry of a saved model (used by :meth:`load`).
+        Registry of a saved model (used by :meth:`load`), or of a data module from
+        :meth:`setup_datamodule`.
     %(architecture)s
     index_head
         ``"flat"`` (one softmax over all features, O(D) per token), ``"factorised"``
@@ -207,6 +213,10 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             ref = joint_reference(adata, self.registry_)
             self.training_var_ = ref.var.copy()
             self.training_uns_ = {k: v for k, v in ref.uns.items() if k.startswith("sc_sed_")}
+        else:  # a saved model overwrites these when it is loaded
+            names = state_registry(self.registry_, REGISTRY_KEYS.X_KEY)["column_names"]
+            self.training_var_ = pd.DataFrame(index=pd.Index(np.asarray(names).astype(str)))
+            self.training_uns_ = {}
         cond = ", ".join(c.obs_key for c in self._conditions) or "none"
         self._model_summary_string = (
             f"SEDModel: {stats['n_vars']} features, n_latent={n_latent}, n_hidden={n_hidden}, "
@@ -265,6 +275,55 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
+
+    @classmethod
+    def setup_datamodule(
+        cls,
+        datamodule: LightningDataModule,
+        *,
+        var_names: Sequence[str] | None = None,
+        conditions: Mapping[str, Sequence] | None = None,
+    ) -> dict:
+        """Set SED up from a LightningDataModule; returns the registry to build the model from.
+
+        As in scvi-tools 1.4 (``SCVI(adata=None, registry=datamodule.registry)``), the
+        model is built from a registry instead of an AnnData, then trained with
+        ``model.train(datamodule=datamodule)``. SED's registry also needs the data
+        statistics (longest row, integer check, features ever non-zero, detection rates):
+        they are computed here in **one streaming pass** over the module's training and
+        validation minibatches, one minibatch in memory at a time.
+
+        Minibatches must be dicts (after the module's batch-transfer hooks) with the data
+        as a ``(rows, n_vars)`` tensor under ``"X"`` and, for conditions, ``(rows, 1)``
+        integer codes under ``"labels"``/``"batch"``, as scvi-tools' data modules yield
+        (e.g. :class:`scvi.dataloaders.TileDBDataModule` over a TileDB-SOMA experiment).
+
+        Parameters
+        ----------
+        datamodule
+            The data module.
+        var_names
+            Feature names (default: the module's ``var_names``, else its ``registry``'s
+            feature names, else ``"0"``, ``"1"``, ...). Generated AnnData carry them.
+        conditions
+            ``{"labels" or "batch": categories in code order}`` to condition generation on.
+            None (default) takes labels and batch with their categories from an scvi-tools
+            data module's ``registry``; ``{}`` sets up an unconditional model.
+
+        Returns
+        -------
+        The registry: pass it as ``SEDModel(registry=...)``.
+
+        Examples
+        --------
+        >>> registry = sc_sed.SEDModel.setup_datamodule(datamodule)
+        >>> model = sc_sed.SEDModel(registry=registry)
+        >>> model.train(datamodule=datamodule)
+        >>> synth = model.generate(n_cells=100)
+        """
+        return datamodule_registry(
+            datamodule, cls.__name__, var_names=var_names, conditions=conditions
+        )
 
     @property
     def _data_stats(self) -> dict:
@@ -419,8 +478,24 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
 
     # -- save / load -------------------------------------------------------------------------
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True):
+        if adata is None and self.adata is None:
+            msg = (
+                "This model has no AnnData (it was set up from a data module or loaded with "
+                "adata=False); pass adata= with the training features "
+                "(`adata[:, model.training_var_.index]`)."
+            )
+            raise ValueError(msg)
         if adata is not None:
             check_var_names(adata, self.registry_)
+            method = self.registry_.get("setup_method_name")
+            if method == DATAMODULE_SETUP and self.get_anndata_manager(adata) is None:
+                # scvi-tools would call the registry's set-up method, setup_datamodule;
+                # an AnnData is set up with setup_anndata and the data module's registry
+                self.setup_anndata(
+                    adata, source_registry=self.registry_, **self.registry_[SETUP_ARGS_KEY]
+                )
+                manager = self._get_most_recent_anndata_manager(adata, required=True)
+                self._register_manager_for_instance(manager)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     def save(
@@ -535,7 +610,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         if adata is not None and adata is not False:
             registry = saved.doc["registry"]
             check_var_names(adata, registry)
-            setup = getattr(cls, registry["setup_method_name"])
+            setup = getattr(cls, anndata_setup_method(registry))
             setup(adata, source_registry=registry, **registry[SETUP_ARGS_KEY])
         model = _io.restore_model(cls, saved, adata if adata is not False else None)
         model.to_device(torch_device)

@@ -6,12 +6,13 @@ import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scvi
 import torch
 
+from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY
 from sc_sed.train import (
     AutoencoderTrainingPlan,
     DiffusionTrainingPlan,
@@ -19,10 +20,18 @@ from sc_sed.train import (
     LatentStageTrainRunner,
     SparseDataSplitter,
     StageTrainRunner,
+    TokenizingDataModule,
+    ValueRules,
+    condition_block,
+    stream_batches,
     uses_distributed_sampler,
 )
 
 from ._conditions import condition_codes
+from ._datamodule import SETUP_METHOD_NAME
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningDataModule
 
 #: Default early stopping of the diffusion stage: epochs (of at least 32 minibatches)
 #: without an improvement of the held-out diffusion loss by ``min_delta`` before stopping.
@@ -34,6 +43,16 @@ DIFFUSION_VALIDATION_SIZE = 0.1
 def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -> int:
     steps_per_epoch = max(1, math.ceil(n_rows / batch_size))
     return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
+
+
+def _steps_per_epoch(datamodule: LightningDataModule) -> int:
+    """Minibatches in one epoch of a data module's training loader (counted if it has no len)."""
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    try:
+        return max(1, len(loader))
+    except TypeError:
+        return max(1, sum(1 for _ in loader))
 
 
 def _check_epochs(value: int | None, name: str) -> None:
@@ -97,6 +116,7 @@ class TrainingMixin:
         plan_kwargs: dict | None = None,
         diffusion_plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
+        datamodule: LightningDataModule | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train both stages: the autoencoder, then the latent diffusion on its frozen means.
@@ -137,6 +157,13 @@ class TrainingMixin:
             Keyword arguments of :class:`~sc_sed.train.DiffusionTrainingPlan`.
         datasplitter_kwargs
             Keyword arguments of :class:`~sc_sed.train.SparseDataSplitter`.
+        datamodule
+            A :class:`~lightning.pytorch.LightningDataModule` to train from instead of the
+            AnnData (e.g. :class:`scvi.dataloaders.TileDBDataModule`), for a model built
+            from :meth:`setup_datamodule`'s registry. Its loaders and split are used as
+            they are (``train_size``, ``validation_size``, ``shuffle_set_split``,
+            ``batch_size`` and ``datasplitter_kwargs`` do not apply); the diffusion
+            trains on the encoder means of its training loader's rows.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`/Lightning (e.g. ``strategy="ddp"``,
             ``precision="bf16-mixed"``, ``enable_progress_bar=False``).
@@ -156,6 +183,7 @@ class TrainingMixin:
                 early_stopping=early_stopping,
                 plan_kwargs=plan_kwargs,
                 datasplitter_kwargs=datasplitter_kwargs,
+                datamodule=datamodule,
                 **common,
                 **trainer_kwargs,
             )
@@ -171,6 +199,7 @@ class TrainingMixin:
                 plan_kwargs=diffusion_plan_kwargs,
                 early_stopping=diffusion_early_stopping,
                 seed=0 if seed is None else seed,
+                datamodule=datamodule,
                 **common,
                 **trainer_kwargs,
             )
@@ -198,27 +227,31 @@ class TrainingMixin:
         early_stopping: bool = False,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
+        datamodule: LightningDataModule | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train only the autoencoder stage (teacher forcing); see :meth:`train`."""
         _check_epochs(max_epochs, "max_epochs")
-        if max_epochs is None:
-            max_epochs = _default_epochs(int(self.adata.n_obs * train_size), batch_size, 3000, 400)
-        distributed = uses_distributed_sampler(trainer_kwargs.get("strategy", "auto"))
-        if distributed:  # the splitter's samplers split the rows across ranks themselves
-            trainer_kwargs = {"use_distributed_sampler": False, **trainer_kwargs}
-        splitter = self._data_splitter_cls(
-            self.adata_manager,
-            x_keys=self._x_keys,
-            max_nonzero=self.max_nonzero_,
-            on_long_rows=self.on_long_rows,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            batch_size=batch_size,
-            distributed_sampler=distributed,
-            **(datasplitter_kwargs or {}),
-        )
+        self._check_data_source(datamodule)
+        if datamodule is not None:
+            splitter = self._tokenizing_datamodule(datamodule)
+            if max_epochs is None:
+                max_epochs = _default_epochs(_steps_per_epoch(datamodule), 1, 3000, 400)
+        else:
+            if uses_distributed_sampler(trainer_kwargs.get("strategy", "auto")):
+                # the splitter's samplers split the rows across ranks themselves
+                trainer_kwargs = {"use_distributed_sampler": False, **trainer_kwargs}
+            if max_epochs is None:
+                n_train = int(self.adata.n_obs * train_size)
+                max_epochs = _default_epochs(n_train, batch_size, 3000, 400)
+            splitter = self._anndata_splitter(
+                train_size=train_size,
+                validation_size=validation_size,
+                shuffle_set_split=shuffle_set_split,
+                batch_size=batch_size,
+                strategy=trainer_kwargs.get("strategy", "auto"),
+                **(datasplitter_kwargs or {}),
+            )
         plan = self._training_plan_cls(self.module, **(plan_kwargs or {}))
         runner = self._train_runner_cls(
             self,
@@ -229,8 +262,52 @@ class TrainingMixin:
             devices=devices,
             **self._stage_trainer_kwargs(trainer_kwargs, early_stopping, "validation_loss"),
         )
+        runner.records_split = datamodule is None  # a data module's rows have no AnnData index
         runner()
         self.autoencoder_trained_ = bool(self.autoencoder_trained_) or runner.stepped
+
+    def _anndata_splitter(self, *, strategy: Any, **kwargs: Any):
+        return self._data_splitter_cls(
+            self.adata_manager,
+            x_keys=self._x_keys,
+            max_nonzero=self.max_nonzero_,
+            on_long_rows=self.on_long_rows,
+            distributed_sampler=uses_distributed_sampler(strategy),
+            **kwargs,
+        )
+
+    def _check_data_source(self, datamodule: LightningDataModule | None) -> None:
+        """Raise unless the model trains from its AnnData xor from a data module."""
+        if datamodule is not None and self.adata is not None:
+            msg = (
+                "datamodule= trains a model set up from a data module; this model has an "
+                "AnnData. Build it with `SEDModel(registry=SEDModel.setup_datamodule(dm))`, "
+                "or train without datamodule=."
+            )
+            raise ValueError(msg)
+        if datamodule is None and self.adata is None:
+            how = (
+                "pass the data module: model.train(datamodule=dm)"
+                if self.registry_.get("setup_method_name") == SETUP_METHOD_NAME
+                else "load it with its AnnData: SEDModel.load(path, adata=adata)"
+            )
+            msg = f"This model has no AnnData to train on; {how}."
+            raise ValueError(msg)
+
+    def _value_rules(self) -> ValueRules:
+        return ValueRules(
+            n_vars=self.module.n_features,
+            nonnegative=self.value_likelihood_ != "gaussian",
+            integer=self.value_likelihood_ in ("ztnb", "ztpoisson"),
+        )
+
+    def _tokenizing_datamodule(self, datamodule: LightningDataModule) -> TokenizingDataModule:
+        return TokenizingDataModule(
+            datamodule,
+            self._value_rules(),
+            max_nonzero=self.max_nonzero_,
+            on_long_rows=self.on_long_rows,
+        )
 
     def train_diffusion(
         self,
@@ -243,6 +320,7 @@ class TrainingMixin:
         early_stopping: bool = True,
         plan_kwargs: dict | None = None,
         seed: int = 0,
+        datamodule: LightningDataModule | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train only the latent diffusion on the frozen encoder's means; see :meth:`train`.
@@ -271,14 +349,19 @@ class TrainingMixin:
             Keyword arguments of :class:`~sc_sed.train.DiffusionTrainingPlan`.
         seed
             Seed of the held-out split of the latents.
+        datamodule
+            The data module the autoencoder trained from (models set up with
+            :meth:`setup_datamodule`): the encoder means of its training loader's rows are
+            computed by streaming over its minibatches, one at a time.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`/Lightning.
         """
         self._require("autoencoder", "train the diffusion")
         _check_epochs(max_epochs, "max_epochs")
+        self._check_data_source(datamodule)
         if validation_size is None:
             validation_size = DIFFUSION_VALIDATION_SIZE if early_stopping else 0.0
-        data = self._latent_data(validation_size, batch_size, seed)
+        data = self._latent_data(validation_size, batch_size, seed, datamodule)
         if early_stopping and data.n_val == 0:
             msg = "early_stopping=True needs held-out latents; pass validation_size > 0."
             raise ValueError(msg)
@@ -295,20 +378,50 @@ class TrainingMixin:
         runner()
         self.diffusion_trained_ = bool(self.diffusion_trained_) or runner.stepped
 
-    def _latent_data(self, validation_size: float, batch_size: int, seed: int) -> LatentDataModule:
+    def _latent_data(
+        self,
+        validation_size: float,
+        batch_size: int,
+        seed: int,
+        datamodule: LightningDataModule | None = None,
+    ) -> LatentDataModule:
         """Standardised latents of the autoencoder's training rows with their condition codes."""
-        rows = (
-            self.train_indices_ if self.train_indices_ is not None else np.arange(self.adata.n_obs)
-        )
-        rows = np.sort(np.asarray(rows))
-        z = torch.as_tensor(self.get_latent_representation(indices=rows))
+        if datamodule is not None:
+            z, codes = self._streamed_latents(datamodule)
+            rows = np.arange(z.shape[0])  # positions in the stream; the rows have no index
+        else:
+            rows = (
+                self.train_indices_
+                if self.train_indices_ is not None
+                else np.arange(self.adata.n_obs)
+            )
+            rows = np.sort(np.asarray(rows))
+            z = torch.as_tensor(self.get_latent_representation(indices=rows))
+            codes = condition_codes(self.adata_manager, self._conditions, rows)
         diffusion = self.module.diffusion
         z = z.to(diffusion.latent_mean.device)
         diffusion.fit_stats(z)
         z = diffusion.standardise(z).cpu()
-        codes = condition_codes(self.adata_manager, self._conditions, rows)
         self.train_condition_codes_ = codes
         return self._diffusion_data_cls(
             z, torch.as_tensor(codes), rows,
             validation_size=validation_size, batch_size=batch_size, seed=seed,
         )  # fmt: skip
+
+    @torch.inference_mode()
+    def _streamed_latents(self, datamodule: LightningDataModule) -> tuple[torch.Tensor, np.ndarray]:
+        """Stream the encoder means and condition codes of a data module's training rows."""
+        self.module.eval()
+        adapter, zs, codes = self._tokenizing_datamodule(datamodule), [], []
+        for batch in stream_batches(datamodule, stages=("train",), device=self.module.device):
+            cond = [condition_block(batch, c.registry_key, c.n_cats) for c in self._conditions]
+            tokens = adapter.tokenize(batch)
+            zs.append(self.module.encode(tokens[TOKENS_INDEX_KEY], tokens[TOKENS_VALUE_KEY]).cpu())
+            n = zs[-1].shape[0]
+            codes.append(
+                torch.stack(cond, 1).cpu() if cond else torch.zeros(n, 0, dtype=torch.long)
+            )
+        if not zs:
+            msg = "The data module's training loader yielded no rows; nothing to encode."
+            raise ValueError(msg)
+        return torch.cat(zs), torch.cat(codes).numpy().astype(np.int64)

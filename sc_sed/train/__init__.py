@@ -2,6 +2,15 @@
 
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
 from ._distributed import global_rank, replicas_and_rank
+from ._datamodule import (
+    TokenizingDataModule,
+    ValueRules,
+    check_values,
+    condition_block,
+    data_block,
+    stream_batches,
+    to_scipy,
+)
 from ._latent_data import LatentDataModule
 from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
 from ._runner import (
@@ -22,6 +31,13 @@ __all__ = [
     "SparseDataSplitter",
     "StageTrainRunner",
     "global_rank",
+    "TokenizingDataModule",
+    "ValueRules",
+    "check_values",
+    "condition_block",
+    "data_block",
+    "stream_batches",
+    "to_scipy",
     "lr_factor",
     "padding_factor",
     "quiet_sparse_loading",
