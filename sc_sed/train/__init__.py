@@ -1,7 +1,6 @@
 """Training: Lightning plans for both stages and sparse batch handling."""
 
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
-from ._distributed import global_rank, replicas_and_rank
 from ._datamodule import (
     TokenizingDataModule,
     ValueRules,
@@ -11,6 +10,7 @@ from ._datamodule import (
     stream_batches,
     to_scipy,
 )
+from ._distributed import global_rank, replicas_and_rank
 from ._latent_data import LatentDataModule
 from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
 from ._runner import (
