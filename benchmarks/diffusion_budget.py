@@ -20,16 +20,15 @@ Run ``python benchmarks/diffusion_budget.py --help``; ``--smoke`` runs in second
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality as Q  # noqa: E402
@@ -38,15 +37,6 @@ from _common import environment, resolve_device, write_json  # noqa: E402
 import sc_sed  # noqa: E402
 
 ARMS = ("fixed", "early", "old_default")
-SCORES = (
-    "discriminability_auroc",
-    "mmd",
-    "scc",
-    "zero_fraction_synth",
-    "nnz_per_row_wasserstein",
-    "detection_rate_pearson",
-    "label_accuracy",
-)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -99,7 +89,7 @@ def run_arm(
         **kwargs, accelerator=accelerator, seed=ctx.seed, enable_progress_bar=ctx.progress
     )
     seconds = time.perf_counter() - start
-    run = Q.sed_samples(Q.dataclasses.replace(ctx, heldout=None), model, seconds)
+    run = Q.sed_samples(dataclasses.replace(ctx, heldout=None), model, seconds)
     table = Q.evaluate_run(heldout, run.synth, ctx.train, ctx.data, ctx.seed)
     scores = Q.overall(table)
     epochs = _epochs_run(model)
@@ -108,7 +98,7 @@ def run_arm(
         "epochs": epochs,
         "train_diffusion_seconds": round(seconds, 1),
         "generate_seconds": round(run.generate_seconds, 1),
-        **{k: scores.get(k) for k in SCORES},
+        **{k: scores.get(k) for k in Q.KEY_METRICS},
     }
 
 
@@ -143,7 +133,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         print(table.round(4).to_string())
     payload = {
         "dataset": data.name,
-        "budget": Q.dataclasses.asdict(budget),
+        "budget": dataclasses.asdict(budget),
         "cap": args.cap,
         "autoencoder_seconds": round(ae_seconds, 1),
         "environment": env,
@@ -156,19 +146,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """Run the benchmark; torch's thread count is restored afterwards."""
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
-    wanted = args.threads or (1 if on_cpu else None)
-    if wanted:
-        torch.set_num_threads(wanted)
-    Q._quiet_libraries(False)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return Q.run_benchmark(parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,11 @@ import argparse
 import dataclasses
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _fidelity_sed as S  # noqa: E402
@@ -489,20 +487,7 @@ def json_lines(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the report; torch's thread count is restored afterwards."""
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
-    wanted = args.threads or (1 if on_cpu else None)
-    if wanted:
-        torch.set_num_threads(wanted)
-    Q._quiet_libraries(args.progress)
-    try:
-        with warnings.catch_warnings():
-            for kind in (UserWarning, DeprecationWarning, FutureWarning):
-                warnings.simplefilter("ignore", kind)
-            return run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return Q.run_benchmark(parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -969,23 +969,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark; torch's thread count is restored afterwards."""
-    args = parse_args(argv)
+def run_benchmark(args: argparse.Namespace, body: Callable[[argparse.Namespace], Any]) -> Any:
+    """``body(args)`` with ``--threads`` torch threads (1 on a CPU by default), the libraries'
+    loggers quiet and their warnings ignored; torch's thread count is restored afterwards.
+
+    Shared by the benchmark scripts that train models (``args`` has ``device``, ``threads``
+    and optionally ``progress``).
+    """
     threads = torch.get_num_threads()
     on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
     wanted = args.threads or (1 if on_cpu else None)
     if wanted:
         torch.set_num_threads(wanted)
-    _quiet_libraries(args.progress)
+    _quiet_libraries(getattr(args, "progress", False))
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            return run(args)
+            for kind in (UserWarning, DeprecationWarning, FutureWarning):
+                warnings.simplefilter("ignore", kind)
+            return body(args)
     finally:
         torch.set_num_threads(threads)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; torch's thread count is restored afterwards."""
+    return run_benchmark(parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._stats import MatrixStats
+from ._stats import MatrixStats, value_flags
 
 
 class RunningMatrixStats:
@@ -55,13 +55,10 @@ class RunningMatrixStats:
             raise ValueError(msg)
         csr = sp.csr_matrix(block)
         csr.eliminate_zeros()
-        data = csr.data
-        finite = np.isfinite(data)
-        self._n_nonfinite += int((~finite).sum())
-        data = data[finite]
-        if data.size:
-            self._is_integer &= bool(np.all(data == np.round(data)))
-            self._min_value = min(self._min_value, float(data.min()))
+        bad, integer, low = value_flags(csr.data)
+        self._n_nonfinite += bad
+        self._is_integer &= integer
+        self._min_value = min(self._min_value, low)
         lengths = np.diff(csr.indptr)
         if lengths.size:
             self._max_nonzero = max(self._max_nonzero, int(lengths.max()))

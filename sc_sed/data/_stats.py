@@ -107,6 +107,26 @@ def row_nnz(x, *, chunk_size: int = 2048) -> np.ndarray:
     return out
 
 
+def value_flags(data: np.ndarray) -> tuple[int, bool, float]:
+    """Summarise stored values: (non-finite count, finite ones all integers, their minimum or 0).
+
+    Parameters
+    ----------
+    data
+        Stored (non-zero) values of a sparse block.
+
+    Returns
+    -------
+    The number of NaN/inf values, whether every finite value is an integer, and the
+    smallest finite value (0.0 when there is none).
+    """
+    finite = np.isfinite(data)
+    values = data[finite]
+    if not values.size:
+        return int((~finite).sum()), True, 0.0
+    return int((~finite).sum()), bool(np.all(values == np.round(values))), float(values.min())
+
+
 def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     """Summarise a matrix without densifying it.
 
@@ -133,13 +153,8 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     for chunk in _chunks(x, chunk_size, axis=1 if by_column else 0):
         chunk = (sp.csc_matrix if by_column else sp.csr_matrix)(chunk)
         chunk.eliminate_zeros()
-        data = chunk.data
-        finite = np.isfinite(data)
-        n_bad += int((~finite).sum())
-        data = data[finite]
-        if data.size:
-            is_int &= bool(np.all(data == np.round(data)))
-            min_value = min(min_value, float(data.min()))
+        bad, integer, low = value_flags(chunk.data)
+        n_bad, is_int, min_value = n_bad + bad, is_int and integer, min(min_value, low)
         span = slice(offset, offset + chunk.shape[1 if by_column else 0])
         if by_column:  # rows are counted from the row indices, features from indptr
             row_nnz += np.bincount(chunk.indices, minlength=n_obs)
