@@ -132,8 +132,12 @@ def check_values(x: torch.Tensor, rules: ValueRules) -> None:
             "Train with the data module the model was set up from (same features)."
         )
         raise ValueError(msg)
-    values = x.values() if x.layout == torch.sparse_csr else x
-    values = values.coalesce().values() if values.is_sparse else values
+    if x.layout == torch.sparse_csr:
+        values = x.values()
+    elif x.is_sparse:
+        values = x.coalesce().values()
+    else:  # one pass over the dense block; the checks then read only the non-zeros
+        values = x[x != 0]  # NaN != 0, so NaNs are kept
     if not torch.isfinite(values).all():
         msg = "A minibatch contains NaN or infinite values; SED needs finite values."
         raise ValueError(msg)
