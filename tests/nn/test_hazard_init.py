@@ -97,3 +97,53 @@ def test_current_block_hazard_matters_for_the_factorised_head():
     old, new = (_sequence_loglik(h, rows, d, n_hidden) for h in heads)
     assert new == pytest.approx(_bernoulli_loglik(rows, rate), rel=1e-4)
     assert old != pytest.approx(new, rel=1e-3)
+
+
+def test_detection_prior_head_is_the_rows_independent_detections():
+    """With zero network weights the prior head is exactly Bernoulli(sigmoid(detection_logits(z)))."""
+    d, n_hidden, n_latent = 11, 8, 3
+    rate = torch.linspace(0.05, 0.9, d)
+    head = FactorisedIndexHead(
+        n_hidden, d, block_size=4, n_context=n_latent, current_block_hazard=True,
+        detection_prior=True,
+    )  # fmt: skip
+    head.init_hazards(rate)
+    _zero_weights(head)
+    z = torch.randn(1, n_latent)
+    with torch.no_grad():  # at initialisation the latent changes nothing
+        torch.testing.assert_close(head.detection_logits(z)[0], torch.logit(rate))
+        torch.nn.init.normal_(head.context_feature.weight)
+    row_rate = torch.sigmoid(head.detection_logits(z)[0]).detach()
+    assert not torch.allclose(row_rate, rate)
+    rows = [[0, 3, 4, 10], [], [2], list(range(d)), [4, 5, 6, 7]]
+    got = 0.0
+    for r in rows:
+        target = torch.tensor([*r, d])
+        last = torch.tensor([-1, *r])
+        h = torch.zeros(len(target), n_hidden)
+        with torch.no_grad():
+            got += float(head.log_prob(h, target, last, context=z.expand(len(target), -1)).sum())
+    assert got == pytest.approx(_bernoulli_loglik(rows, row_rate), rel=1e-4)
+
+
+def test_detection_nll_is_the_bernoulli_likelihood_of_the_row_set():
+    from sc_sed.nn import ARDecoder
+
+    d, n_latent = 11, 3
+    dec = ARDecoder(d, n_latent, n_hidden=8, n_layers=1, n_heads=2, n_ff=16,
+                    index_head="factorised", block_size=4, detection_prior=True)  # fmt: skip
+    torch.nn.init.normal_(dec.index_head.context_feature.weight)
+    z = torch.randn(2, n_latent)
+    vocab = dec.vocab
+    index = torch.tensor([[vocab.start, 1, 5, 9, vocab.end, vocab.pad],
+                          [vocab.start, 0, vocab.end, vocab.pad, vocab.pad, vocab.pad]])  # fmt: skip
+    allowed = torch.ones(d, dtype=torch.bool)
+    allowed[7] = False
+    got = dec.detection_nll(z, index, allowed)
+    p = torch.sigmoid(dec.index_head.detection_logits(z))
+    x = torch.zeros(2, d)
+    x[0, [1, 5, 9]] = 1
+    x[1, 0] = 1
+    ll = x * p.log() + (1 - x) * (1 - p).log()
+    expected = -(ll * allowed).sum(-1)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
