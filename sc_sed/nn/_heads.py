@@ -560,11 +560,20 @@ class FactorisedIndexHead(IndexHead):
 def _gather_block(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     """``table[..., block, :]`` per row: ``(*lead, n_blocks, k)`` at ``block`` ``(*shape)``.
 
-    ``lead`` broadcasts to ``block``'s shape (e.g. ``(batch, 1)`` for ``(batch, length)``).
+    ``lead`` is ``shape`` (one block per row) or ``shape`` with its last dimension 1 (one
+    table per row, a block per position: ``(batch, 1)`` for ``(batch, length)``). The
+    gather runs on the un-broadcast table, so its gradient is table-sized, not
+    ``length`` times that.
     """
-    table = table.expand(*block.shape, *table.shape[-2:])
-    index = block[..., None, None].expand(*block.shape, 1, table.shape[-1])
-    return table.gather(-2, index).squeeze(-2)
+    k = table.shape[-1]
+    flat = table.flatten(-2)  # (*lead, n_blocks * k)
+    index = block.unsqueeze(-1) * k + torch.arange(k, device=block.device)  # (*shape, k)
+    if flat.shape[:-1] == block.shape:
+        return flat.gather(-1, index)
+    if flat.shape[:-2] != block.shape[:-1] or flat.shape[-2] != 1:
+        msg = f"table {tuple(table.shape)} does not match blocks {tuple(block.shape)}"
+        raise ValueError(msg)
+    return flat.squeeze(-2).gather(-1, index.flatten(-2)).view(*block.shape, k)
 
 
 def make_index_head(

@@ -106,3 +106,17 @@ def test_prepared_tables_give_same_samples(head):
         tables = head.prepare(allowed, h.device)
         b = head.sample(h, last, generator=torch.Generator().manual_seed(0), tables=tables)
     torch.testing.assert_close(a, b)
+
+
+def test_gather_block_matches_indexing_per_row_and_per_position():
+    from sc_sed.nn._heads import _gather_block
+
+    table = torch.randn(3, 5, 4)  # (batch, n_blocks, k)
+    block = torch.tensor([4, 0, 2])
+    torch.testing.assert_close(_gather_block(table, block), table[torch.arange(3), block])
+    blocks = torch.randint(0, 5, (3, 7))  # a block per position, one table per row
+    got = _gather_block(table.unsqueeze(1), blocks)
+    assert got.shape == (3, 7, 4)
+    torch.testing.assert_close(got, table[torch.arange(3)[:, None], blocks])
+    with pytest.raises(ValueError, match="does not match"):
+        _gather_block(table.unsqueeze(1), torch.zeros(2, 7, dtype=torch.long))
