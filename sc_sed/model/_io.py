@@ -393,14 +393,9 @@ def check_codes(tensors: dict, conditions: list, trained: bool, path: Path) -> n
     return codes
 
 
-#: SEDModel arguments added or whose default changed after format version 1 was introduced,
-#: with the value a saved model without them was built (and trained) with.
-PRE_HAZARD_DEFAULTS = {
-    "hazard_init": False,
-    "current_block_hazard": False,
-    "detection_prior": False,
-    "detection_weight": 0.0,
-}
+#: SEDModel arguments whose default changed from False to True after format version 1 was
+#: introduced; a saved model without them was built (and trained) with False.
+PRE_HAZARD_DEFAULTS = ("hazard_init", "current_block_hazard")
 
 
 def restore_model(model_cls: type, saved: SavedModel, adata: Any):
@@ -408,9 +403,9 @@ def restore_model(model_cls: type, saved: SavedModel, adata: Any):
     doc, json_path = saved.doc, saved.paths["model"]
     params = doc["init_params"]
     kwargs = dict(params["kwargs"].get("module_kwargs", {}))
-    for key, value in PRE_HAZARD_DEFAULTS.items():  # saved before these existed: as trained
+    for key in PRE_HAZARD_DEFAULTS:  # saved before these defaults changed: as trained
         if key not in params["non_kwargs"] and key not in kwargs:
-            kwargs[key] = value
+            kwargs[key] = False
     try:
         model = model_cls(adata or None, registry=doc["registry"], **params["non_kwargs"], **kwargs)
     except (TypeError, ValueError, KeyError) as err:

@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 FACTORISED_HEAD_MIN_FEATURES = 512
-#: Defaults of the latent detection prior and its auxiliary loss (benchmarks/README.md,
-#: "The detection loss").
-DETECTION_PRIOR = False
-DETECTION_WEIGHT = 0.0
 
 
 def check_var_names(adata: AnnData | MuData, registry: dict) -> None:
@@ -137,17 +133,6 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         its *remaining* features is detected (an exact two-level hazard) rather than its
         whole-block probability again. Models saved before this became the default
         load with ``False``, as they were trained.
-    detection_prior
-        Factorised head: the latent gives every feature its own detection term, and each
-        block's base probability follows from its features' (the head starts from
-        independent detections *of this cell*; see
-        :class:`~sc_sed.nn.FactorisedIndexHead`). The flat head has such a term already.
-    detection_weight
-        Weight of an auxiliary loss that fits the index head's history-free detection
-        probabilities (from the latent alone) to each row's set of non-zero features, so
-        that the latent must say *which* features a row holds, not only how many
-        (:meth:`~sc_sed.nn.ARDecoder.detection_nll`); 0 disables it. Models saved before
-        these two existed load with ``False`` and 0, as they were trained.
     %(diffusion)s
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` arguments.
@@ -182,8 +167,6 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         mask_unseen_features: bool = True,
         hazard_init: bool = True,
         current_block_hazard: bool = True,
-        detection_prior: bool = DETECTION_PRIOR,
-        detection_weight: float = DETECTION_WEIGHT,
         kl_weight: float = 1e-6,
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         cond_dropout: float = 0.1,
@@ -217,8 +200,6 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             detection_rate=_detection_rate(stats),
             hazard_init=hazard_init,
             current_block_hazard=current_block_hazard,
-            detection_prior=detection_prior,
-            detection_weight=detection_weight,
             n_cats_per_cond=[c.n_cats for c in self._conditions],
             denoiser_widths=denoiser_widths,
             cond_dropout=cond_dropout,

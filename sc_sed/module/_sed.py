@@ -62,14 +62,6 @@ class SEDModule(BaseModuleClass):
         Factorised head only: the block of the last emitted feature gets the probability
         that one of its *remaining* features is detected (an exact two-level hazard)
         instead of its whole-block logit.
-    detection_prior
-        Factorised head only: every feature gets a full-rank latent term and each block's
-        base logit follows from its features' (see :class:`~sc_sed.nn.FactorisedIndexHead`).
-    detection_weight
-        Weight of the auxiliary detection loss: the index head's history-free logits
-        (:meth:`~sc_sed.nn.IndexHead.detection_logits`) fitted to each row's non-zero set
-        by independent Bernoulli likelihood, so that the latent has to say which features
-        a row holds, not only how many. 0 disables it.
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -105,8 +97,6 @@ class SEDModule(BaseModuleClass):
         detection_rate: torch.Tensor | None = None,
         hazard_init: bool = True,
         current_block_hazard: bool = True,
-        detection_prior: bool = False,
-        detection_weight: float = 0.0,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -122,9 +112,6 @@ class SEDModule(BaseModuleClass):
         self.n_latent = n_latent
         self.vocab = TokenVocabulary(n_features)
         self.kl_weight = kl_weight
-        if detection_weight < 0:
-            raise ValueError(f"detection_weight must be >= 0, got {detection_weight}.")
-        self.detection_weight = float(detection_weight)
         self.encoder = SetEncoder(
             n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base,
             n_features if learned_index_embedding else None,
@@ -132,7 +119,7 @@ class SEDModule(BaseModuleClass):
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
-            learned_index_embedding, current_block_hazard, detection_prior,
+            learned_index_embedding, current_block_hazard,
         )  # fmt: skip
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)
@@ -183,23 +170,16 @@ class SEDModule(BaseModuleClass):
         value_nll = gen["value_nll"].sum(-1)
         n_targets = gen["target_mask"].sum().clamp_min(1)
         n_pairs = gen["pair_mask"].sum().clamp_min(1)
-        total = index_nll.sum() + value_nll.sum() + self.kl_weight * kl.sum()
-        extra = {
-            "index_accuracy": gen["index_correct"].sum() / n_targets,
-            "index_nll_per_token": index_nll.sum() / n_targets,
-            "value_nll_per_pair": value_nll.sum() / n_pairs,
-        }
-        if self.detection_weight > 0:
-            detection_nll = self.decoder.detection_nll(
-                inference_outputs["z"], tensors[TOKENS_INDEX_KEY], self.allowed_features
-            )
-            total = total + self.detection_weight * detection_nll.sum()
-            extra["detection_nll_per_row"] = detection_nll.mean()
+        total = (index_nll.sum() + value_nll.sum() + self.kl_weight * kl.sum()) / n_targets
         return LossOutput(
-            loss=total / n_targets,
+            loss=total,
             reconstruction_loss={"index_nll": index_nll, "value_nll": value_nll},
             kl_local=kl,
-            extra_metrics=extra,
+            extra_metrics={
+                "index_accuracy": gen["index_correct"].sum() / n_targets,
+                "index_nll_per_token": index_nll.sum() / n_targets,
+                "value_nll_per_pair": value_nll.sum() / n_pairs,
+            },
         )
 
     # -- encode / decode -----------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sc_sed._vocab import TokenVocabulary
@@ -59,7 +58,7 @@ class ARDecoder(nn.Module):
         Training-time probability of replacing an input pair by a learned mask token (its
         position is kept). This makes the decoder rely on ``z`` rather than on its own
         history alone ("word dropout"); 0 disables it.
-    current_block_hazard, detection_prior
+    current_block_hazard
         Factorised head only: see :class:`~sc_sed.nn.FactorisedIndexHead`.
     """
 
@@ -80,7 +79,6 @@ class ARDecoder(nn.Module):
         token_dropout: float = 0.0,
         learned_index_embedding: bool = True,
         current_block_hazard: bool = False,
-        detection_prior: bool = False,
     ):
         super().__init__()
         self.n_features = n_features
@@ -104,7 +102,7 @@ class ARDecoder(nn.Module):
         self.norm = nn.LayerNorm(n_hidden)
         self.index_head = make_index_head(
             index_head, n_hidden, n_features, block_size, n_latent,
-            current_block_hazard=current_block_hazard, detection_prior=detection_prior,
+            current_block_hazard=current_block_hazard,
         )  # fmt: skip
         self.value_head = ValueHead(n_hidden, value_likelihood)
 
@@ -198,38 +196,6 @@ class ARDecoder(nn.Module):
             "pair_mask": pair_mask,
             "index_correct": (guess == target) & target_mask,
         }
-
-    def detection_nll(
-        self, z: torch.Tensor, index: torch.Tensor, allowed: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Negative log-likelihood of each row's non-zero *set* under independent detections.
-
-        ``sum_j BCE(detection_logits(z)_j, [j in row])`` over the allowed features, with the
-        index head's history-free logits (:meth:`~sc_sed.nn.IndexHead.detection_logits`).
-
-        Parameters
-        ----------
-        z
-            ``(batch, n_latent)`` latents.
-        index
-            ``(batch, length)`` framed token ids (special ids are ignored).
-        allowed
-            ``(n_features,)`` bool mask of features that may be emitted (None: all).
-
-        Returns
-        -------
-        ``(batch,)`` nats per row.
-        """
-        logits = self.index_head.detection_logits(z).float()
-        is_pair = self.vocab.is_feature(index)
-        present = torch.zeros(logits.shape[0], self.n_features + 1, device=z.device)
-        present.scatter_(1, torch.where(is_pair, index, self.n_features), 1.0)
-        nll = F.binary_cross_entropy_with_logits(
-            logits, present[:, : self.n_features], reduction="none"
-        )
-        if allowed is not None:
-            nll = torch.where(allowed.to(z.device), nll, 0.0)
-        return nll.sum(-1)
 
     # -- generation ---------------------------------------------------------------------
     def _step_cached(self, index, value, step, caches, memory_kv, z_in):

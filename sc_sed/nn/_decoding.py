@@ -116,7 +116,7 @@ class _DecodeState:
         memory = decoder.make_memory(z)
         self.memory_kv = [block.cross_attn.project_kv(memory) for block in decoder.blocks]
         self.z_in = decoder.latent_input(z)
-        self.context_terms = decoder.index_head.context_terms(z, self.tables)
+        self.context_terms = decoder.index_head.context_terms(z)
         self.caches = [self._cache(decoder, n_rows, max_length, cache_dtype, device)
                        for _ in decoder.blocks] if use_cache else []  # fmt: skip
         self.rows = torch.arange(n_rows, device=device)  # original row of each active row

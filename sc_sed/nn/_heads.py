@@ -149,24 +149,11 @@ class IndexHead(nn.Module):
 
     n_features: int
 
-    def context_terms(
-        self, context: torch.Tensor | None, tables: Any = None
-    ) -> tuple[torch.Tensor, ...] | None:
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
         """Per-row terms of the context (latent) on the logits; constant over a decoded row.
 
         Decoding computes them once per call (and keeps them through compaction) and passes
-        them to :meth:`sample` as ``context_terms``. ``tables`` is :meth:`prepare`'s result
-        (some terms depend on the allowed features).
-        """
-        raise NotImplementedError
-
-    def detection_logits(self, context: torch.Tensor) -> torch.Tensor:
-        """History-free detection logits of every feature given the context: ``(..., D)``.
-
-        The head's per-feature bias plus its latent term: the logit that feature ``j`` is
-        non-zero in a row with latent ``context`` under independent detections. The
-        auxiliary detection loss (:meth:`sc_sed.module.SEDModule.loss`) fits them to the
-        row's non-zero set, which makes the latent carry *which* features are present.
+        them to :meth:`sample` as ``context_terms``.
         """
         raise NotImplementedError
 
@@ -265,16 +252,11 @@ class FlatIndexHead(IndexHead):
         ids = torch.arange(self.n_features, device=device)
         return _FlatTables(ids, None if allowed is None else allowed.to(device))
 
-    def context_terms(self, context: torch.Tensor | None, tables: Any = None):
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
         """``(context_proj(context),)``, or None without a context; see :class:`IndexHead`."""
         if self.context_proj is None or context is None:
             return None
         return (self.context_proj(context),)
-
-    def detection_logits(self, context: torch.Tensor) -> torch.Tensor:
-        """``proj.bias + context_proj(context)``; see :meth:`IndexHead.detection_logits`."""
-        logits = self.proj.bias.expand(*context.shape[:-1], self.n_features)
-        return logits if self.context_proj is None else logits + self.context_proj(context)
 
     def _logits_and_valid(self, h, last, tables, terms):
         valid = tables.ids > last.unsqueeze(-1)
@@ -294,8 +276,7 @@ class FlatIndexHead(IndexHead):
     ) -> torch.Tensor:
         """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
         tables = self.prepare(allowed, h.device)
-        terms = self.context_terms(context, tables)
-        logits, valid = self._logits_and_valid(h, last, tables, terms)
+        logits, valid = self._logits_and_valid(h, last, tables, self.context_terms(context))
         return hazard_log_probs(logits, valid)
 
     def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
@@ -310,7 +291,7 @@ class FlatIndexHead(IndexHead):
     ):  # fmt: skip
         """Draw the next id for each row (``D`` = END); see :meth:`IndexHead.sample`."""
         tables = self.prepare(allowed, h.device) if tables is None else tables
-        terms = self.context_terms(context, tables) if context_terms is None else context_terms
+        terms = self.context_terms(context) if context_terms is None else context_terms
         logits, valid = self._logits_and_valid(h, last, tables, terms)
         return _draw(logits, valid, generator, temperature, greedy)
 
@@ -355,12 +336,6 @@ class FactorisedIndexHead(IndexHead):
         Give the block of the last emitted id the probability that one of its remaining
         offsets succeeds (computed from the offset hazards) instead of its whole-block
         logit, so that continuing inside a block is one consistent hazard.
-    detection_prior
-        Give every feature a full-rank latent term (``n_features × n_context``
-        parameters) and derive each block's base logit from its features' history-free
-        logits (``logit(1 - prod_j (1 - p_j(z)))``, computed once per row) instead of a
-        free block bias: the head then starts from independent detections *of this row*
-        (:meth:`detection_logits`), which the network refines with the history.
     """
 
     def __init__(
@@ -371,14 +346,10 @@ class FactorisedIndexHead(IndexHead):
         n_context: int = 0,
         context_rank: int = 8,
         current_block_hazard: bool = False,
-        detection_prior: bool = False,
     ):
         super().__init__()
         self.n_features = n_features
         self.current_block_hazard = current_block_hazard
-        self.detection_prior = detection_prior
-        if detection_prior and not n_context:
-            raise ValueError("detection_prior=True needs a context (n_context > 0).")
         self.block_size = block_size or max(1, math.ceil(math.sqrt(n_features)))
         self.n_blocks = math.ceil(n_features / self.block_size)
         self.block_proj = nn.Linear(n_hidden, self.n_blocks)
@@ -391,10 +362,6 @@ class FactorisedIndexHead(IndexHead):
             self.context_offset = nn.Parameter(
                 torch.zeros(self.n_blocks, self.block_size, context_rank)
             )
-        self.context_feature = None
-        if detection_prior:  # zero: training starts from the population rates
-            self.context_feature = nn.Linear(n_context, self.n_blocks * self.block_size, False)
-            nn.init.zeros_(self.context_feature.weight)
         # per-feature offset bias: each feature's own base hazard (see init_hazards)
         self.offset_bias = nn.Parameter(torch.zeros(self.n_blocks, self.block_size))
 
@@ -405,16 +372,11 @@ class FactorisedIndexHead(IndexHead):
         The offset bias of feature ``j`` becomes ``logit(rate_j)`` and the bias of block
         ``b`` ``logit(1 - prod_{j in b} (1 - rate_j))``: with zero weights the two-level
         hazard is then exactly the product of independent Bernoulli(``rate_j``) detections.
-        With ``detection_prior`` the block bias is 0: the block's base logit comes from
-        the offset biases already.
         """
         r = torch.zeros(self.n_blocks * self.block_size)
         r[: self.n_features] = torch.as_tensor(rate, dtype=torch.float32).clamp(0, 1)
         r = r.view(self.n_blocks, self.block_size)
         self.offset_bias.copy_(_rate_logit(r).to(self.offset_bias.device))
-        if self.detection_prior:
-            self.block_proj.bias.zero_()
-            return
         block = -torch.expm1(torch.log1p(-r.clamp_max(1 - 1e-4)).sum(-1))
         self.block_proj.bias.copy_(_rate_logit(block).to(self.block_proj.bias.device))
 
@@ -434,49 +396,17 @@ class FactorisedIndexHead(IndexHead):
         block_last_id = torch.where(last_offset >= 0, first_id + last_offset, -1)
         return _FactorisedTables(table, block_last_id, offsets)
 
-    def context_terms(self, context: torch.Tensor | None, tables: Any = None):
-        """Terms of the context on the logits (None without one); see :class:`IndexHead`.
-
-        The block-logit term and the low-rank offset code; with ``detection_prior`` also
-        every feature's history-free logit ``(..., n_blocks, block_size)`` and each block's
-        base logit ``(..., n_blocks)`` over its allowed features (``tables``; built for all
-        features when None).
-        """
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """Block-logit term and low-rank offset code of the context (None without one)."""
         if self.context_block is None or context is None:
             return None
-        terms = (self.context_block(context), self.context_rank(context))
-        if not self.detection_prior:
-            return terms
-        tables = self.prepare(None, context.device) if tables is None else tables
-        prior = self._prior_offsets(context, terms[1])
-        log_none = torch.where(tables.allowed, F.logsigmoid(-prior.float()), 0.0).sum(-1)
-        log_none = log_none.clamp_max(-1e-6)
-        block_prior = (log1mexp(log_none) - log_none).to(prior.dtype)  # logit(1 - none)
-        return (*terms, prior, block_prior)
-
-    def _prior_offsets(self, context: torch.Tensor, low_rank: torch.Tensor) -> torch.Tensor:
-        """``(..., n_blocks, block_size)``: bias + low-rank + full-rank latent terms."""
-        shape = (*context.shape[:-1], self.n_blocks, self.block_size)
-        logits = self.offset_bias + torch.einsum("nbr,...r->...nb", self.context_offset, low_rank)
-        if self.context_feature is not None:
-            logits = logits + self.context_feature(context).view(shape)
-        return logits
-
-    def detection_logits(self, context: torch.Tensor) -> torch.Tensor:
-        """Per-feature history-free logits; see :meth:`IndexHead.detection_logits`."""
-        if self.context_block is None:
-            logits = self.offset_bias.expand(*context.shape[:-1], *self.offset_bias.shape)
-        else:
-            logits = self._prior_offsets(context, self.context_rank(context))
-        return logits.flatten(-2)[..., : self.n_features]
+        return self.context_block(context), self.context_rank(context)
 
     def _block_logits(self, h, last, tables, terms):
         valid = tables.block_last_id > last.unsqueeze(-1)
         logits = self.block_proj(h)
         if terms is not None:
             logits = logits + terms[0]
-            if self.detection_prior:
-                logits = logits + terms[3]
         if self.current_block_hazard:
             logits = self._with_current_block(logits, h, last, tables, terms)
         return logits, valid
@@ -498,12 +428,8 @@ class FactorisedIndexHead(IndexHead):
 
     def _offset_logits(self, h, block, last, tables, terms):
         block = block.clamp_max(self.n_blocks - 1)  # END rows: any block, result unused
-        logits = self.offset_proj(h + self.block_embedding(block))
-        if terms is not None and self.detection_prior:  # bias and latent terms in one table
-            logits = logits + _gather_block(terms[2], block)
-        else:
-            logits = logits + self.offset_bias[block]
-        if terms is not None and not self.detection_prior:
+        logits = self.offset_proj(h + self.block_embedding(block)) + self.offset_bias[block]
+        if terms is not None:
             low_rank = terms[1].unsqueeze(-2)  # (..., 1, rank)
             logits = logits + (self.context_offset[block] * low_rank).sum(-1)
         ids = block.unsqueeze(-1) * self.block_size + tables.offsets
@@ -517,8 +443,7 @@ class FactorisedIndexHead(IndexHead):
 
     def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
         """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""
-        tables = self.prepare(allowed, h.device)
-        terms = self.context_terms(context, tables)
+        tables, terms = self.prepare(allowed, h.device), self.context_terms(context)
         block_logp = hazard_log_probs(*self._block_logits(h, last, tables, terms))
         is_end = target >= self.n_features
         block = torch.where(is_end, self.n_blocks, target // self.block_size)
@@ -547,7 +472,7 @@ class FactorisedIndexHead(IndexHead):
     ):  # fmt: skip
         """Draw the next id (``D`` = END); see :meth:`IndexHead.sample`."""
         tables = self.prepare(allowed, h.device) if tables is None else tables
-        terms = self.context_terms(context, tables) if context_terms is None else context_terms
+        terms = self.context_terms(context) if context_terms is None else context_terms
         block_logits, block_valid = self._block_logits(h, last, tables, terms)
         block = _draw(block_logits, block_valid, generator, temperature, greedy)
         offset_logits, offset_valid = self._offset_logits(h, block, last, tables, terms)
@@ -555,25 +480,6 @@ class FactorisedIndexHead(IndexHead):
             offset_logits, offset_valid, generator, temperature, greedy, at_least_one=True
         )
         return self._to_id(block, offset)
-
-
-def _gather_block(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
-    """``table[..., block, :]`` per row: ``(*lead, n_blocks, k)`` at ``block`` ``(*shape)``.
-
-    ``lead`` is ``shape`` (one block per row) or ``shape`` with its last dimension 1 (one
-    table per row, a block per position: ``(batch, 1)`` for ``(batch, length)``). The
-    gather runs on the un-broadcast table, so its gradient is table-sized, not
-    ``length`` times that.
-    """
-    k = table.shape[-1]
-    flat = table.flatten(-2)  # (*lead, n_blocks * k)
-    index = block.unsqueeze(-1) * k + torch.arange(k, device=block.device)  # (*shape, k)
-    if flat.shape[:-1] == block.shape:
-        return flat.gather(-1, index)
-    if flat.shape[:-2] != block.shape[:-1] or flat.shape[-2] != 1:
-        msg = f"table {tuple(table.shape)} does not match blocks {tuple(block.shape)}"
-        raise ValueError(msg)
-    return flat.squeeze(-2).gather(-1, index.flatten(-2)).view(*block.shape, k)
 
 
 def make_index_head(
@@ -584,19 +490,17 @@ def make_index_head(
     n_context: int = 0,
     *,
     current_block_hazard: bool = False,
-    detection_prior: bool = False,
 ) -> IndexHead:
     """Build an index head by name (``"flat"`` or ``"factorised"``).
 
-    ``current_block_hazard`` and ``detection_prior`` apply to the factorised head only (the
-    flat head has no blocks, and its latent term is full-rank already).
+    ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks).
     """
     if kind == "flat":
         return FlatIndexHead(n_hidden, n_features, n_context)
     if kind == "factorised":
         return FactorisedIndexHead(
             n_hidden, n_features, block_size, n_context,
-            current_block_hazard=current_block_hazard, detection_prior=detection_prior,
+            current_block_hazard=current_block_hazard,
         )  # fmt: skip
     msg = f"Unknown index_head={kind!r}; use 'flat' or 'factorised'."
     raise ValueError(msg)

@@ -193,41 +193,20 @@ def _edit_json(folder, edit):
 
 
 def test_model_saved_before_the_hazard_defaults_loads_as_trained(tmp_path):
-    """A save without the head arguments added later was trained with them off."""
+    """A save without hazard_init/current_block_hazard was trained with both off."""
     adata = tiny_counts()
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    old_head = {"detection_prior": False, "detection_weight": 0.0}  # a state dict of then
-    sc_sed.SEDModel(adata, index_head="factorised", **old_head, **TINY).save(tmp_path / "m")
-    added = ("hazard_init", "current_block_hazard", "detection_prior", "detection_weight")
+    sc_sed.SEDModel(adata, index_head="factorised", **TINY).save(tmp_path / "m")
 
     def drop(doc):
-        for key in added:
+        for key in ("hazard_init", "current_block_hazard"):
             doc["init_params"]["non_kwargs"].pop(key)
 
     current = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
     assert current.module.decoder.index_head.current_block_hazard is True
     _edit_json(tmp_path / "m", drop)
     old = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
-    head = old.module.decoder.index_head
-    assert head.current_block_hazard is False and head.detection_prior is False
-    assert old.module.detection_weight == 0.0
-
-
-def test_detection_prior_model_round_trips(tmp_path):
-    adata = tiny_counts()
-    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    model = sc_sed.SEDModel(
-        adata, index_head="factorised", detection_prior=True, detection_weight=0.5, **TINY
-    )
-    with torch.no_grad():
-        torch.nn.init.normal_(model.module.decoder.index_head.context_feature.weight)
-    model.save(tmp_path / "m")
-    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
-    assert loaded.module.detection_weight == 0.5
-    for (name, a), (_, b) in zip(
-        model.module.state_dict().items(), loaded.module.state_dict().items(), strict=True
-    ):
-        assert torch.equal(a, b), name
+    assert old.module.decoder.index_head.current_block_hazard is False
 
 
 @pytest.mark.parametrize(
