@@ -12,11 +12,11 @@ A briefly trained decoder stops after the wrong number of pairs, and SED's cost 
 with the pairs it emits. So after training, SED's index head is set to a history-free
 hazard: its output weights and its latent term are zeroed and its biases make every
 allowed feature present independently with probability ``p = mean non-zeros / allowed
-features`` (for the factorised head: block bias ``logit(1 - (1 - p)^block)``, offset bias
-``logit(p)``: the same law for whole blocks; after an emission inside a block its rest
-keeps the whole-block probability, so rows come out somewhat longer, a conservative
-workload). Generated rows then have about Binomial lengths with the data's mean (printed
-as ``nnz/cell`` beside the data's), and every step does the work of the real decoder; the
+features`` (the factorised head through its ``init_hazards`` with rate ``p`` on the
+allowed features: offset biases ``logit(p)``, block biases ``logit(1 - (1 - p)^k)`` over
+each block's ``k`` allowed features; with the current-block hazard this is exactly
+independent detections). Generated rows then have Binomial lengths with the data's mean
+(printed as ``nnz/cell`` beside the data's), and every step does the work of the real decoder; the
 value head and the latent diffusion are the trained ones. The
 dense DDPM and scVI are used as trained (their cost does not depend on the output).
 
@@ -159,8 +159,14 @@ def calibrate_lengths(model, mean_nonzero: float) -> float:
         if isinstance(head, FlatIndexHead):
             _set_hazard(head.proj, p, [head.context_proj])
         else:
-            _set_hazard(head.block_proj, 1 - (1 - p) ** head.block_size, [head.context_block])
-            _set_hazard(head.offset_proj[-1], p, [head.context_rank])
+            allowed = module.allowed_features
+            allowed = torch.ones(head.n_features, dtype=torch.bool) if allowed is None else allowed
+            head.init_hazards(torch.where(allowed.cpu(), p, 0.0))
+            for layer in (head.block_proj, head.offset_proj[-1], head.context_block,
+                          head.context_rank):  # fmt: skip
+                if layer is not None:
+                    layer.weight.zero_()
+            head.offset_proj[-1].bias.zero_()
     return p
 
 
