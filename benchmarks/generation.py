@@ -12,9 +12,9 @@ A briefly trained decoder stops after the wrong number of pairs, and SED's cost 
 with the pairs it emits. So after training, SED's index head is set to a history-free
 hazard: its output weights and its latent term are zeroed and its biases make every
 allowed feature present independently with probability ``p = mean non-zeros / allowed
-features`` (the factorised head through its ``init_hazards`` with rate ``p`` on the
-allowed features: offset biases ``logit(p)``, block biases ``logit(1 - (1 - p)^k)`` over
-each block's ``k`` allowed features; with the current-block hazard this is exactly
+features``, through the head's own ``init_hazards`` with rate ``p`` on the allowed
+features (factorised head: offset biases ``logit(p)``, block biases ``logit(1 - (1 - p)^k)``
+over each block's ``k`` allowed features; with the current-block hazard this is exactly
 independent detections). Generated rows then have Binomial lengths with the data's mean
 (printed as ``nnz/cell`` beside the data's), and every step does the work of the real decoder; the
 value head and the latent diffusion are the trained ones. The
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +50,6 @@ from _common import environment, format_table, resolve_device, synchronize, writ
 
 import sc_sed  # noqa: E402
 from sc_sed._threads import recommended_threads  # noqa: E402
-from sc_sed.nn import FlatIndexHead  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BLADDER = Path("../shared/data/mouse_bladder_cell_select_2100.h5")
@@ -149,33 +147,14 @@ def calibrate_lengths(model, mean_nonzero: float) -> float:
     """
     module = model.module
     head = module.decoder.index_head
-    n_allowed = (
-        int(module.allowed_features.sum())
-        if module.allowed_features is not None
-        else head.n_features
-    )
-    p = min(max(mean_nonzero / n_allowed, 1e-6), 1 - 1e-6)
+    allowed = module.allowed_features.cpu()  # a buffer: all True without a mask
+    p = min(max(mean_nonzero / int(allowed.sum()), 1e-6), 1 - 1e-6)
     with torch.no_grad():
-        if isinstance(head, FlatIndexHead):
-            _set_hazard(head.proj, p, [head.context_proj])
-        else:
-            allowed = module.allowed_features
-            allowed = torch.ones(head.n_features, dtype=torch.bool) if allowed is None else allowed
-            head.init_hazards(torch.where(allowed.cpu(), p, 0.0))
-            for layer in (head.block_proj, head.offset_proj[-1], head.context_block,
-                          head.context_rank):  # fmt: skip
-                if layer is not None:
-                    layer.weight.zero_()
-            head.offset_proj[-1].bias.zero_()
+        head.init_hazards(torch.where(allowed, p, 0.0))  # the head's own biases
+        for name, param in head.named_parameters():  # no history, no latent term
+            if name.endswith("weight") or name == "offset_proj.1.bias":
+                param.zero_()
     return p
-
-
-def _set_hazard(layer: torch.nn.Linear, p: float, context_layers: list) -> None:
-    layer.weight.zero_()
-    layer.bias.fill_(math.log(p) - math.log1p(-p))
-    for context in context_layers:
-        if context is not None:
-            context.weight.zero_()
 
 
 def _accelerator(device: torch.device) -> str:

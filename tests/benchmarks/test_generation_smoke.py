@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generation.py"
@@ -39,3 +40,23 @@ def test_missing_bladder_file_is_skipped(tmp_path, capsys):
     args = module.parse_args(["--bladder", str(tmp_path / "absent.h5")])
     assert module.load_scale("bladder", args) is None
     assert "bladder scale skipped" in capsys.readouterr().out
+
+
+def test_calibrated_factorised_head_draws_rows_of_the_target_length():
+    """Rows are independent Bernoulli(p) detections: mean length = target (the bug gave 0.66x)."""
+    import sc_sed
+
+    adata = sc_sed.datasets.synthetic_counts(n_cells=40, n_genes=600, seed=0)
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, n_hidden=16, n_ff=32, n_layers=1, n_heads=2, n_latent=4)
+    assert model.index_head_ == "factorised"
+    target = 60.0
+    p = _load().calibrate_lengths(model, target)
+    z = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
+    _, _, n_nonzero = model.module.decoder.generate(
+        z, 600, allowed=model.module.allowed_features, generator=torch.Generator().manual_seed(1)
+    )
+    n_allowed = int(model.module.allowed_features.sum())
+    assert p * n_allowed == pytest.approx(target)
+    sd_of_mean = (target * (1 - p) / len(z)) ** 0.5
+    assert abs(float(n_nonzero.float().mean()) - target) < 4 * sd_of_mean
