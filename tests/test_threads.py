@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -47,3 +49,29 @@ def test_apply_threads_sets_torch(clean_env):
             apply_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+STAT_BEFORE = (
+    "cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\ncpu1 50 0 50 400 0 0 0 0 0 0\n"
+)
+
+
+def test_busy_from_stat_counts_non_idle_share():
+    # 200 jiffies pass on 2 CPUs: 100 busy (user + system), 100 idle + iowait -> 1 busy CPU
+    after = "cpu  170 0 130 880 20 0 0 0 0 0\ncpu0 85 0 65 440 10 0 0 0 0 0\ncpu1 85 0 65 440 10 0 0 0 0 0\n"
+    assert _threads.busy_from_stat(STAT_BEFORE, after) == pytest.approx(1.0)
+    assert _threads.busy_from_stat(STAT_BEFORE, STAT_BEFORE) == 0.0
+
+
+def test_busy_cpus_measures_this_machine():
+    busy = _threads.busy_cpus(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
+
+
+@pytest.mark.parametrize(("busy", "expected"), [(0.2, 2), (0.9, 1), (None, 2)])
+def test_measured_busy_cpus_win_over_stale_load_average(clean_env, busy, expected):
+    # the load average (1.4) still counts a job that just ended; the measurement does not
+    clean_env.setattr(_threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert recommended_threads(cores=2, busy=lambda: busy) == expected
+    clean_env.setattr(_threads.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    assert recommended_threads(cores=2, busy=lambda: busy) == (1 if busy is None else expected)

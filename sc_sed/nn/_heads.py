@@ -397,10 +397,19 @@ class FactorisedIndexHead(IndexHead):
         return _FactorisedTables(table, block_last_id, offsets)
 
     def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
-        """Block-logit term and low-rank offset code of the context (None without one)."""
+        """Block-logit term and per-row offset-bias table of the context (None without one).
+
+        The table ``(..., n_blocks, block_size)`` is each row's per-feature offset bias
+        plus its low-rank context term, built once per row (``O(D · rank)``); each token
+        then gathers one block of it instead of contracting a ``(block_size, rank)`` slice
+        of :attr:`context_offset` per token (``rank`` times the work and memory).
+        """
         if self.context_block is None or context is None:
             return None
-        return self.context_block(context), self.context_rank(context)
+        low_rank = self.context_rank(context)  # (..., rank)
+        flat = self.context_offset.view(self.n_blocks * self.block_size, -1)
+        table = (low_rank @ flat.T).view(*low_rank.shape[:-1], self.n_blocks, self.block_size)
+        return self.context_block(context), table + self.offset_bias
 
     def _block_logits(self, h, last, tables, terms):
         valid = tables.block_last_id > last.unsqueeze(-1)
@@ -428,10 +437,11 @@ class FactorisedIndexHead(IndexHead):
 
     def _offset_logits(self, h, block, last, tables, terms):
         block = block.clamp_max(self.n_blocks - 1)  # END rows: any block, result unused
-        logits = self.offset_proj(h + self.block_embedding(block)) + self.offset_bias[block]
-        if terms is not None:
-            low_rank = terms[1].unsqueeze(-2)  # (..., 1, rank)
-            logits = logits + (self.context_offset[block] * low_rank).sum(-1)
+        logits = self.offset_proj(h + self.block_embedding(block))
+        if terms is None:
+            logits = logits + self.offset_bias[block]
+        else:
+            logits = logits + _gather_blocks(terms[1], block)
         ids = block.unsqueeze(-1) * self.block_size + tables.offsets
         valid = (ids > last.unsqueeze(-1)) & tables.allowed[block]
         return logits, valid
@@ -480,6 +490,27 @@ class FactorisedIndexHead(IndexHead):
             offset_logits, offset_valid, generator, temperature, greedy, at_least_one=True
         )
         return self._to_id(block, offset)
+
+
+def _gather_blocks(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``table[..., block, :]``: ``(*lead, n_blocks, s)`` at ``block`` → ``(*block.shape, s)``.
+
+    ``lead`` broadcasts against ``block.shape`` (aligned on the right, like torch); each
+    position reads the block of its own row, and the backward pass accumulates into the
+    ``(*lead, n_blocks, s)`` table, never into a broadcast copy of it.
+    """
+    lead = table.shape[:-2]
+    if len(lead) > block.dim():
+        msg = f"context table {tuple(table.shape)} has more leading dims than blocks {tuple(block.shape)}."
+        raise ValueError(msg)
+    lead = (1,) * (block.dim() - len(lead)) + tuple(lead)
+    table = table.reshape(*lead, *table.shape[-2:])
+    index = []
+    for dim, n in enumerate(lead):
+        shape = [1] * block.dim()
+        shape[dim] = n
+        index.append(torch.arange(n, device=block.device).view(shape) if n > 1 else 0)
+    return table[(*index, block)]
 
 
 def make_index_head(

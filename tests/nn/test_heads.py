@@ -100,3 +100,28 @@ def test_prepared_tables_give_same_samples(head):
         tables = head.prepare(allowed, h.device)
         b = head.sample(h, last, generator=torch.Generator().manual_seed(0), tables=tables)
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("positions", [(), (6,)], ids=["one-step", "sequence"])
+def test_factorised_context_table_matches_per_token_contraction(positions):
+    """Each position reads its own row's block of the context table (values and gradients)."""
+    torch.manual_seed(1)
+    head = FactorisedIndexHead(16, D, block_size=5, n_context=3)
+    torch.nn.init.normal_(head.context_offset)
+    torch.nn.init.normal_(head.offset_bias)
+    h = torch.randn(4, *positions, 16)
+    last = torch.randint(-1, D - 1, (4, *positions))
+    block = torch.randint(0, head.n_blocks, (4, *positions))
+    ctx = torch.randn(4, *([1] * len(positions)), 3)  # per row, as the decoder passes it
+    tables = head.prepare(None, h.device)
+    logits, _ = head._offset_logits(h, block, last, tables, head.context_terms(ctx))
+    low_rank = head.context_rank(ctx).unsqueeze(-2)
+    expected = (
+        head.offset_proj(h + head.block_embedding(block))
+        + head.offset_bias[block]
+        + (head.context_offset[block] * low_rank).sum(-1)
+    )
+    torch.testing.assert_close(logits, expected)
+    grad = torch.autograd.grad(logits.square().sum(), head.context_offset)[0]
+    want = torch.autograd.grad(expected.square().sum(), head.context_offset)[0]
+    torch.testing.assert_close(grad, want)
