@@ -58,6 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--pbmc", action="store_true", help="PBMC 68k counts (765 genes)")
     data.add_argument("--smoke", action="store_true", help="tiny synthetic data and model")
     p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["preset", "default"])
+    p.add_argument("--n-heads", type=int, help="attention heads (default: the model's, 4)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--n-batches", type=int, default=6, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
@@ -108,10 +109,11 @@ def batches(x: sp.csr_matrix, args: argparse.Namespace) -> list[np.ndarray]:
     return [rows[i % len(rows)] for i in range(n)]
 
 
-def build_module(adata, size: str, device: torch.device):
+def build_module(adata, size: str, device: torch.device, n_heads: int | None = None):
     """The module a user's ``SEDModel`` trains, on ``device``, in training mode."""
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    model = sc_sed.SEDModel(adata, **SIZES[size])
+    heads = {} if n_heads is None else {"n_heads": n_heads}
+    model = sc_sed.SEDModel(adata, **SIZES[size], **heads)
     module = model.module.to(device)
     module.train()
     return module, model.max_nonzero_, model.index_head_
@@ -119,7 +121,7 @@ def build_module(adata, size: str, device: torch.device):
 
 def time_size(adata, size: str, rows: list[np.ndarray], args, device) -> dict[str, Any]:
     """Median seconds per step and tokens per second of one model size."""
-    module, max_nonzero, head = build_module(adata, size, device)
+    module, max_nonzero, head = build_module(adata, size, device, args.n_heads)
     params = [p for n, p in module.named_parameters() if n.startswith(("encoder.", "decoder."))]
     opt = torch.optim.AdamW(params, lr=1e-4)
     autocast = (
@@ -148,6 +150,7 @@ def time_size(adata, size: str, rows: list[np.ndarray], args, device) -> dict[st
     step = median(times)
     return {
         "sizes": size,
+        "n_heads": module.encoder.blocks[0].self_attn.n_heads,
         "index_head": head,
         "n_params": sum(p.numel() for p in params),
         "step_s": step,
@@ -160,7 +163,7 @@ def time_size(adata, size: str, rows: list[np.ndarray], args, device) -> dict[st
 
 
 COLUMNS = (
-    ("sizes", "sizes", "s"), ("index_head", "head", "s"), ("n_params", "params", "d"),
+    ("sizes", "sizes", "s"), ("n_heads", "heads", "d"), ("index_head", "head", "s"), ("n_params", "params", "d"),
     ("step_s", "step s", ".3f"), ("real_tokens_per_step", "tok/step", ".0f"),
     ("padding", "pad", ".2f"), ("real_tokens_per_s", "real tok/s", ".0f"),
     ("padded_tokens_per_s", "padded tok/s", ".0f"), ("rows_per_s", "rows/s", ".1f"),
