@@ -46,6 +46,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     Q._add_budget_args(p)
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["fixed", "early"])
     p.add_argument(
+        "--fixed-epochs",
+        nargs="+",
+        type=int,
+        default=[],
+        help="more arms fixed_N: N diffusion epochs without early stopping (same autoencoder)",
+    )
+    p.add_argument("--tag", help="summary name <dataset>_diffusion_budget_<tag>.json")
+    p.add_argument(
         "--cap",
         type=int,
         help="epoch cap of the early and old_default arms (default: the model's, ~6,000 steps)",
@@ -67,6 +75,8 @@ def diffusion_kwargs(arm: str, budget: Q.Budget, cap: int | None = None) -> dict
     """``train_diffusion`` arguments of one arm (``cap``: epochs of the non-fixed arms)."""
     if arm == "fixed":
         return {"max_epochs": budget.sed_diffusion_epochs, "early_stopping": False}
+    if arm.startswith("fixed_"):
+        return {"max_epochs": int(arm.removeprefix("fixed_")), "early_stopping": False}
     if arm == "early":
         return {} if cap is None else {"max_epochs": cap}
     return {"max_epochs": cap, "early_stopping": False}
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model.save(f"{tmp}/ae", overwrite=True)
-        for arm in args.arms:
+        for arm in [*args.arms, *(f"fixed_{n}" for n in args.fixed_epochs)]:
             print(f"arm {arm} ...", flush=True)
             rows.append(run_arm(arm, Path(f"{tmp}/ae"), ctx, heldout, args.device, args.cap))
     table = pd.DataFrame(rows).set_index("arm")
@@ -139,7 +149,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         "environment": env,
         "arms": Q._jsonable(rows),
     }
-    path = write_json(args.summary_dir / f"{data.name}_diffusion_budget.json", payload)
+    name = f"{data.name}_diffusion_budget" + (f"_{args.tag}" if args.tag else "")
+    path = write_json(args.summary_dir / f"{name}.json", payload)
     print(f"wrote {path}", flush=True)
     return table
 
