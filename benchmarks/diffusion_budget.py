@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         for arm in [*args.arms, *(f"fixed_{n}" for n in args.fixed_epochs)]:
             print(f"arm {arm} ...", flush=True)
             rows.append(run_arm(arm, Path(f"{tmp}/ae"), ctx, heldout, args.device, args.cap))
+            print(f"arm {arm}: {rows[-1]}", flush=True)  # kept if a later arm is cut short
     table = pd.DataFrame(rows).set_index("arm")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(4).to_string())
