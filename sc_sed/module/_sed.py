@@ -62,9 +62,6 @@ class SEDModule(BaseModuleClass):
         Factorised head only: the block of the last emitted feature gets the probability
         that one of its *remaining* features is detected (an exact two-level hazard)
         instead of its whole-block logit.
-    length_conditioning
-        Model each row's number of non-zeros explicitly (see :class:`~sc_sed.nn.ARDecoder`);
-        the loss gains the length head's negative log-likelihood per row.
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -100,7 +97,6 @@ class SEDModule(BaseModuleClass):
         detection_rate: torch.Tensor | None = None,
         hazard_init: bool = True,
         current_block_hazard: bool = True,
-        length_conditioning: bool = False,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -123,7 +119,7 @@ class SEDModule(BaseModuleClass):
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
-            learned_index_embedding, current_block_hazard, length_conditioning,
+            learned_index_embedding, current_block_hazard,
         )  # fmt: skip
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)
@@ -175,18 +171,15 @@ class SEDModule(BaseModuleClass):
         n_targets = gen["target_mask"].sum().clamp_min(1)
         n_pairs = gen["pair_mask"].sum().clamp_min(1)
         total = (index_nll.sum() + value_nll.sum() + self.kl_weight * kl.sum()) / n_targets
-        extra = {
-            "index_accuracy": gen["index_correct"].sum() / n_targets,
-            "index_nll_per_token": index_nll.sum() / n_targets,
-            "value_nll_per_pair": value_nll.sum() / n_pairs,
-        }
-        reconstruction = {"index_nll": index_nll, "value_nll": value_nll}
-        if "length_nll" in gen:  # one term per row, weighted like one average token
-            extra["length_nll_per_row"] = gen["length_nll"].mean()
-            total = total + extra["length_nll_per_row"]
-            reconstruction["length_nll"] = gen["length_nll"]
         return LossOutput(
-            loss=total, reconstruction_loss=reconstruction, kl_local=kl, extra_metrics=extra
+            loss=total,
+            reconstruction_loss={"index_nll": index_nll, "value_nll": value_nll},
+            kl_local=kl,
+            extra_metrics={
+                "index_accuracy": gen["index_correct"].sum() / n_targets,
+                "index_nll_per_token": index_nll.sum() / n_targets,
+                "value_nll_per_pair": value_nll.sum() / n_pairs,
+            },
         )
 
     # -- encode / decode -----------------------------------------------------------------

@@ -60,11 +60,6 @@ class ARDecoder(nn.Module):
         history alone ("word dropout"); 0 disables it.
     current_block_hazard
         Factorised head only: see :class:`~sc_sed.nn.FactorisedIndexHead`.
-    length_conditioning
-        Model the row length explicitly: a length head gives ``p(log1p(n) | z)`` (a
-        Normal), and every input token also sees a code of the pairs still to emit,
-        ``n - t``. Training uses each row's true ``n``; generation first draws ``n`` from
-        the length head. Without it the row length is whatever the END hazard gives.
     """
 
     def __init__(
@@ -84,7 +79,6 @@ class ARDecoder(nn.Module):
         token_dropout: float = 0.0,
         learned_index_embedding: bool = True,
         current_block_hazard: bool = False,
-        length_conditioning: bool = False,
     ):
         super().__init__()
         self.n_features = n_features
@@ -111,29 +105,16 @@ class ARDecoder(nn.Module):
             current_block_hazard=current_block_hazard,
         )  # fmt: skip
         self.value_head = ValueHead(n_hidden, value_likelihood)
-        self.length_conditioning = length_conditioning
-        self.length_head = self.remaining_proj = None
-        if length_conditioning:
-            self.length_head = nn.Sequential(
-                nn.Linear(n_latent, n_hidden), nn.SiLU(), nn.Linear(n_hidden, 2)
-            )
-            self.remaining_proj = nn.Linear(n_hidden, n_hidden)
 
     # -- embedding ---------------------------------------------------------------------
     def embed(
-        self,
-        index: torch.Tensor,
-        value: torch.Tensor,
-        step: torch.Tensor,
-        z_in: torch.Tensor,
-        target: torch.Tensor | None = None,
+        self, index: torch.Tensor, value: torch.Tensor, step: torch.Tensor, z_in: torch.Tensor
     ) -> torch.Tensor:
         """Embed input tokens; every special id (START, END, PAD) is embedded as START.
 
         ``index``, ``value`` and ``step`` are ``(batch,)`` or ``(batch, length)``;
         ``z_in`` ``(batch, n_hidden)`` is the latent's input term (:attr:`latent_input`),
-        added to every token. With length conditioning, ``target`` ``(batch,)`` holds each
-        row's length ``n`` and every token also gets a code of ``n - step`` (clamped at 0).
+        added to every token.
         """
         is_pair = self.vocab.is_feature(index)
         safe = torch.where(is_pair, index, torch.zeros_like(index))
@@ -143,41 +124,7 @@ class ARDecoder(nn.Module):
             drop = is_pair & (torch.rand(is_pair.shape, device=x.device) < self.token_dropout)
             x = torch.where(drop.unsqueeze(-1), self.mask_token.expand_as(x), x)
         z_in = z_in.reshape(z_in.shape[0], *([1] * (index.dim() - 1)), z_in.shape[-1])
-        x = x + sinusoidal(step, self.n_hidden) + z_in
-        if self.remaining_proj is not None:
-            if target is None:
-                msg = "A length-conditioned decoder needs the rows' target lengths."
-                raise ValueError(msg)
-            target = target.reshape(target.shape[0], *([1] * (index.dim() - 1)))
-            remaining = (target - step).clamp_min(0)
-            x = x + self.remaining_proj(sinusoidal(remaining, self.n_hidden))
-        return x
-
-    def length_distribution(self, z: torch.Tensor) -> torch.distributions.Normal:
-        """``p(log1p(n) | z)`` of the row length ``n`` (length-conditioned decoders only)."""
-        if self.length_head is None:
-            msg = "This decoder has no length head (length_conditioning=False)."
-            raise RuntimeError(msg)
-        loc, raw = self.length_head(z).float().unbind(-1)
-        return torch.distributions.Normal(loc, torch.nn.functional.softplus(raw) + 1e-3)
-
-    def sample_lengths(
-        self,
-        z: torch.Tensor,
-        max_length: int,
-        generator: torch.Generator | None = None,
-        greedy: bool = False,
-    ) -> torch.Tensor:
-        """Draw each row's length from :meth:`length_distribution` (its median if greedy).
-
-        Returns a ``(batch,)`` long tensor in ``[0, max_length]``.
-        """
-        dist = self.length_distribution(z)
-        x = dist.loc
-        if not greedy:
-            noise = torch.randn(x.shape, generator=generator, device=x.device)
-            x = x + dist.scale * noise
-        return torch.expm1(x.clamp_max(30.0)).round().clamp(0, max_length).long()
+        return x + sinusoidal(step, self.n_hidden) + z_in
 
     def make_memory(self, z: torch.Tensor) -> torch.Tensor:
         """``(batch, n_memory, n_hidden)`` memory tokens from ``z``."""
@@ -198,8 +145,7 @@ class ARDecoder(nn.Module):
         ``(batch, length, n_hidden)``; position ``t`` depends only on inputs ``<= t``.
         """
         steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
-        target = self.vocab.is_feature(index).sum(1) if self.length_conditioning else None
-        x = self.embed(index, value, steps, self.latent_input(z), target)
+        x = self.embed(index, value, steps, self.latent_input(z))
         memory = self.make_memory(z)
         for block in self.blocks:
             x = block(x, causal=True, memory=memory)
@@ -228,9 +174,7 @@ class ARDecoder(nn.Module):
         -------
         Dict with ``index_logp`` and ``value_nll`` (``(batch, length - 1)``, zero where
         masked), ``target_mask`` (a real target: pair or END), ``pair_mask`` (a pair
-        target) and ``index_correct`` (the teacher-forced argmax equals the target); with
-        length conditioning also ``length_nll`` ``(batch,)``, the negative log-density of
-        each row's ``log1p(n)`` under :meth:`length_distribution`.
+        target) and ``index_correct`` (the teacher-forced argmax equals the target).
         """
         end = self.vocab.end
         inp_i, inp_v = index[:, :-1], value[:, :-1]
@@ -245,11 +189,7 @@ class ARDecoder(nn.Module):
         )
         params = self.value_head(h, self.index_embedding(torch.where(pair_mask, tgt_i, 0)))
         value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, 1.0))
-        out = {}
-        if self.length_conditioning:
-            n_pairs = pair_mask.sum(1).float()
-            out["length_nll"] = -self.length_distribution(z).log_prob(torch.log1p(n_pairs))
-        return out | {
+        return {
             "index_logp": torch.where(target_mask, index_logp, 0.0),
             "value_nll": torch.where(pair_mask, value_nll, 0.0),
             "target_mask": target_mask,
@@ -258,9 +198,9 @@ class ARDecoder(nn.Module):
         }
 
     # -- generation ---------------------------------------------------------------------
-    def _step_cached(self, index, value, step, caches, memory_kv, z_in, target=None):
+    def _step_cached(self, index, value, step, caches, memory_kv, z_in):
         steps = torch.full((1,), step, device=index.device)  # broadcast over rows
-        x = self.embed(index, value, steps, z_in, target).unsqueeze(1)
+        x = self.embed(index, value, steps, z_in).unsqueeze(1)
         for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
             x = block(x, memory_kv=kv, cache=cache)
         return self.norm(x)[:, 0]
@@ -268,9 +208,7 @@ class ARDecoder(nn.Module):
     def _step_static(self, state) -> torch.Tensor:
         """One step with fixed shapes: every tensor read is a buffer of ``state``."""
         steps = state.position  # (1,), broadcast over rows
-        x = self.embed(
-            state.input_index, state.input_value, steps, state.z_in, state.target
-        ).unsqueeze(1)
+        x = self.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
         key_mask = (state.key_positions <= state.position).unsqueeze(0)
         for block, cache, kv in zip(self.blocks, state.caches, state.memory_kv, strict=True):
             x = block(
@@ -278,9 +216,9 @@ class ARDecoder(nn.Module):
             )
         return self.norm(x)[:, 0]
 
-    def _step_full(self, prefix_index, prefix_value, memory_kv, z_in, target=None):
+    def _step_full(self, prefix_index, prefix_value, memory_kv, z_in):
         steps = torch.arange(prefix_index.shape[1], device=prefix_index.device)
-        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index), z_in, target)
+        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index), z_in)
         for block, kv in zip(self.blocks, memory_kv, strict=True):
             x = block(x, causal=True, memory_kv=kv)
         return self.norm(x)[:, -1]

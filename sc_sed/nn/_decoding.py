@@ -51,8 +51,6 @@ def decode(
     static = static_shapes or cuda_graph
     with _autocast(z.device, autocast_dtype):
         state = _DecodeState(decoder, z, max_length, allowed, use_cache, static, autocast_dtype)
-        if decoder.length_conditioning:  # each row's length first, then its pairs
-            state.target = decoder.sample_lengths(z, max_length, generator, greedy)
         step_fn = _CapturedStep(decoder, state) if cuda_graph else None
         vocab = state.vocab
         for step in range(max_length):
@@ -135,7 +133,6 @@ class _DecodeState:
         )
         self.generated_value = torch.zeros((n_rows, max_length), device=device)
         self.n_nonzero = torch.zeros(n_rows, dtype=torch.long, device=device)
-        self.target = None  # per-row lengths of a length-conditioned decoder
 
     def _cache(self, decoder, n_rows, max_length, dtype, device) -> KVCache:
         attn = decoder.blocks[0].self_attn
@@ -152,12 +149,9 @@ class _DecodeState:
             return decoder._step_static(self)
         if self.use_cache:
             return decoder._step_cached(
-                self.input_index, self.input_value, step, self.caches, self.memory_kv, self.z_in,
-                self.target,
-            )  # fmt: skip
-        return decoder._step_full(
-            self.prefix_index, self.prefix_value, self.memory_kv, self.z_in, self.target
-        )
+                self.input_index, self.input_value, step, self.caches, self.memory_kv, self.z_in
+            )
+        return decoder._step_full(self.prefix_index, self.prefix_value, self.memory_kv, self.z_in)
 
     def record(self, next_id: torch.Tensor, next_value: torch.Tensor, step: int) -> None:
         """Write one step's draws (device ops only: no host-device sync)."""
@@ -217,8 +211,6 @@ class _DecodeState:
             setattr(self, name, getattr(self, name).index_select(0, kept_rows))
         if self.context_terms is not None:
             self.context_terms = tuple(t.index_select(0, kept_rows) for t in self.context_terms)
-        if self.target is not None:
-            self.target = self.target.index_select(0, kept_rows)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(index, value, n_nonzero)`` trimmed to the longest generated row."""

@@ -99,10 +99,9 @@ def test_same_seed_same_output(head):
     assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
-@pytest.mark.parametrize("length", [False, True], ids=["hazard-length", "length-conditioned"])
 @pytest.mark.parametrize("head", ["flat", "factorised"])
-def test_static_shapes_match_dynamic_path(head, length):
-    dec = _decoder(index_head=head, length_conditioning=length)
+def test_static_shapes_match_dynamic_path(head):
+    dec = _decoder(index_head=head)
     z = torch.randn(9, 8) * 3
     for greedy in (True, False):
         kw = {"greedy": greedy, "check_every": 100}  # no compaction: same draws per row
@@ -224,51 +223,3 @@ def test_module_sample_passes_decoding_options_through():
         assert torch.equal(a, b)
     with pytest.raises(TypeError):
         module.sample(cond, n_steps=3, not_an_option=True)
-
-
-def _rows_of_lengths(lengths, seed=0):
-    rng = np.random.default_rng(seed)
-    x = np.zeros((len(lengths), D))
-    for r, n in enumerate(lengths):
-        x[r, rng.choice(D, n, replace=False)] = rng.integers(1, 5, n)
-    return csr_to_tokens(sp.csr_matrix(x))
-
-
-def test_length_conditioned_decoder_learns_row_lengths():
-    """The length head and the remaining-count code carry each row's length through decoding."""
-    torch.manual_seed(0)
-    lengths = [2, 5, 9, 14, 3, 7]
-    tok = _rows_of_lengths(lengths)
-    z = torch.eye(6, 8) * 3
-    dec = ARDecoder(
-        D, n_latent=8, n_hidden=32, n_layers=1, n_heads=2, n_ff=64, dropout_rate=0.0,
-        length_conditioning=True,
-    )  # fmt: skip
-    opt = torch.optim.Adam(dec.parameters(), lr=3e-3)
-    for _ in range(250):
-        out = dec.log_likelihood(z, tok.index, tok.value)
-        loss = -out["index_logp"].sum() / out["target_mask"].sum() + out["length_nll"].mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    dec.eval()
-    assert dec.sample_lengths(z, D, greedy=True).tolist() == lengths
-    _, _, n = dec.generate(z, D, greedy=True)
-    assert n.tolist() == lengths
-    # drawn lengths stay in [0, max_length] whatever the head says
-    assert dec.sample_lengths(z * 50, 4, torch.Generator().manual_seed(0)).max() <= 4
-
-
-def test_length_conditioned_decoder_is_causal_and_needs_lengths():
-    dec = _decoder(length_conditioning=True)
-    z = torch.randn(2, 8)
-    index = torch.tensor([[D + 1, 2, 5, 9, 11], [D + 1, 1, 3, 4, 20]])
-    value = torch.rand(2, 5) * 5
-    h = dec(z, index, value)
-    index2 = index.clone()
-    index2[:, 3:] = torch.tensor([[12, 13], [21, 25]])  # same number of pairs, later ids differ
-    torch.testing.assert_close(h[:, :3], dec(z, index2, value)[:, :3])
-    with pytest.raises(ValueError, match="target lengths"):
-        dec.embed(index[:, 0], value[:, 0], torch.zeros(1, dtype=torch.long), torch.zeros(2, 32))
-    with pytest.raises(RuntimeError, match="no length head"):
-        _decoder().length_distribution(z)
