@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, format_table, median, resolve_device, synchronize, write_json  # noqa: E402
+from quality import BLADDER_FILE, read_bladder  # noqa: E402
 
 import sc_sed  # noqa: E402
 from sc_sed.data import csr_to_tokens  # noqa: E402
@@ -42,7 +43,6 @@ from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY  # noqa: E402
 from sc_sed.train import LengthBucketBatchSampler  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BLADDER_FILE = REPO.parent / "shared" / "data" / "mouse_bladder_cell_select_2100.h5"
 SIZES: dict[str, dict[str, int]] = {
     "preset": {"n_hidden": 64, "n_ff": 128, "n_layers": 1, "n_latent": 32},
     "default": {},
@@ -85,14 +85,7 @@ def load_counts(args: argparse.Namespace):
     if not args.bladder.exists():
         msg = f"{args.bladder} not found; pass --bladder PATH, --pbmc or --smoke."
         raise SystemExit(msg)
-    import anndata
-    import h5py
-
-    with h5py.File(args.bladder, "r") as f:
-        x = sp.csr_matrix(np.asarray(f["X"][:], dtype=np.float32))
-    adata = anndata.AnnData(X=x)
-    adata.layers["counts"] = x
-    return adata, "bladder"
+    return read_bladder(args.bladder), "bladder"
 
 
 def batches(x: sp.csr_matrix, args: argparse.Namespace) -> list[np.ndarray]:

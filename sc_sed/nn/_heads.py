@@ -493,24 +493,16 @@ class FactorisedIndexHead(IndexHead):
 
 
 def _gather_blocks(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
-    """Row-wise ``table[..., block, :]``: ``(*lead, n_blocks, s)`` at ``block`` → ``(*block.shape, s)``.
+    """Each row's own block of a per-row table: ``table[row, block[row, ...]]``.
 
-    ``lead`` broadcasts against ``block.shape`` (aligned on the right, like torch); each
-    position reads the block of its own row, and the backward pass accumulates into the
-    ``(*lead, n_blocks, s)`` table, never into a broadcast copy of it.
+    ``table`` is ``(batch, [1, ...,] n_blocks, s)`` (one table per row, as
+    :meth:`FactorisedIndexHead.context_terms` builds it from a per-row context) and
+    ``block`` ``(batch, ...)``; the result is ``(*block.shape, s)``. The backward pass
+    accumulates into the ``(batch, n_blocks, s)`` table, never into a broadcast copy.
     """
-    lead = table.shape[:-2]
-    if len(lead) > block.dim():
-        msg = f"context table {tuple(table.shape)} has more leading dims than blocks {tuple(block.shape)}."
-        raise ValueError(msg)
-    lead = (1,) * (block.dim() - len(lead)) + tuple(lead)
-    table = table.reshape(*lead, *table.shape[-2:])
-    index = []
-    for dim, n in enumerate(lead):
-        shape = [1] * block.dim()
-        shape[dim] = n
-        index.append(torch.arange(n, device=block.device).view(shape) if n > 1 else 0)
-    return table[(*index, block)]
+    table = table.reshape(table.shape[0], *table.shape[-2:])
+    rows = torch.arange(block.shape[0], device=block.device)
+    return table[rows.view(-1, *([1] * (block.dim() - 1))), block]
 
 
 def make_index_head(
