@@ -47,12 +47,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, format_table, resolve_device, synchronize, write_json  # noqa: E402
+from quality import BLADDER_FILE, read_bladder  # noqa: E402
 
 import sc_sed  # noqa: E402
 from sc_sed._threads import recommended_threads  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-BLADDER = Path("../shared/data/mouse_bladder_cell_select_2100.h5")
 CPU_BATCH, GPU_BATCH = 256, 2048
 COLUMNS = [
     ("scale", "scale", "s"),
@@ -97,8 +96,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--bladder",
         type=Path,
-        default=BLADDER,
-        help=f"bladder HDF5 (default: {BLADDER}, relative to the repository root)",
+        default=BLADDER_FILE,
+        help="bladder HDF5 with X counts (default: ../shared/data/mouse_bladder_cell_select_2100.h5 "
+        "beside the repository)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/generation.json"))
@@ -116,20 +116,12 @@ def load_scale(name: str, args: argparse.Namespace):
     if name == "pbmc":
         adata = sc_sed.datasets.pbmc68k_counts()
         return adata[:, :120].copy() if args.smoke else adata
-    path = args.bladder if args.bladder.is_absolute() else REPO / args.bladder
-    if not path.exists():
+    if not args.bladder.exists():
         print(
             f"[generation] bladder scale skipped: {args.bladder} not found (pass --bladder PATH)."
         )
         return None
-    import anndata
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        x = sp.csr_matrix(np.asarray(f["X"][:], dtype=np.float32))
-    adata = anndata.AnnData(X=x)
-    adata.layers["counts"] = x.copy()
-    return adata
+    return read_bladder(args.bladder)
 
 
 def training_subset(adata, n_cells: int, seed: int):

@@ -1,27 +1,18 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ae_throughput.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("ae_throughput_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_ae_throughput_smoke(tmp_path):
     threads = torch.get_num_threads()
     out = tmp_path / "ae.json"
     try:
-        _load().main(
+        load_benchmark("ae_throughput").main(
             ["--smoke", "--device", "cpu", "--threads", "1", "--n-batches", "2", "--out", str(out)]
         )
     finally:
@@ -35,7 +26,7 @@ def test_ae_throughput_smoke(tmp_path):
 
 
 def test_batches_are_full_and_shared(tmp_path):
-    module = _load()
+    module = load_benchmark("ae_throughput")
     args = module.parse_args(["--smoke", "--n-batches", "3", "--warmup", "1", "--batch-size", "8"])
     adata, _ = module.load_counts(args)
     rows = module.batches(adata.layers["counts"], args)
@@ -45,7 +36,7 @@ def test_batches_are_full_and_shared(tmp_path):
 
 
 def test_missing_bladder_file_says_what_to_pass(tmp_path):
-    module = _load()
+    module = load_benchmark("ae_throughput")
     args = module.parse_args(["--bladder", str(tmp_path / "absent.h5")])
     with pytest.raises(SystemExit, match="--pbmc or --smoke"):
         module.load_counts(args)

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(ROOT))
-    spec = importlib.util.spec_from_file_location("diffusion_budget", ROOT / "diffusion_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_arms_share_one_autoencoder_and_report_their_budgets(tmp_path):
     threads = torch.get_num_threads()
-    table = _load().main(
+    table = load_benchmark("diffusion_budget").main(
         ["--smoke", "--device", "cpu", "--sed-diffusion-epochs", "3", "--arms", "fixed", "early",
          "--cap", "4", "--fixed-epochs", "2", "--summary-dir", str(tmp_path)]
     )  # fmt: skip
@@ -39,7 +27,7 @@ def test_arms_share_one_autoencoder_and_report_their_budgets(tmp_path):
 
 
 def test_arm_arguments():
-    module = _load()
+    module = load_benchmark("diffusion_budget")
     budget = module.Q.Budget(sed_diffusion_epochs=7)
     assert module.diffusion_kwargs("fixed", budget) == {"max_epochs": 7, "early_stopping": False}
     assert module.diffusion_kwargs("fixed_12", budget) == {

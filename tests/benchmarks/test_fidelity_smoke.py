@@ -1,32 +1,20 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("fidelity")
     threads = torch.get_num_threads()
-    result = _load("fidelity").main(
+    result = load_benchmark("fidelity").main(
         ["--smoke", "--device", "cpu", "--out", str(out), "--n-diagnostic-cells", "16"]
     )
     assert torch.get_num_threads() == threads
@@ -61,7 +49,7 @@ def test_fidelity_smoke_outputs(smoke):
 
 
 def test_fidelity_metrics_identical_and_shifted():
-    stats = _load("_fidelity_stats")
+    stats = load_benchmark("_fidelity_stats")
     rng = np.random.default_rng(0)
     x = sp.csr_matrix(rng.poisson(0.5, size=(60, 30)).astype(float))
     same = stats.fidelity_metrics(x, x, np.arange(10))
@@ -76,7 +64,7 @@ def test_fidelity_metrics_identical_and_shifted():
 
 
 def test_frame_puts_end_after_the_last_pair():
-    sed = _load("_fidelity_sed")
+    sed = load_benchmark("_fidelity_sed")
     d = 10
     index = torch.tensor([[1, 4, d + 2], [0, 2, 7]])
     value = torch.ones(2, 3)
@@ -87,7 +75,7 @@ def test_frame_puts_end_after_the_last_pair():
 
 
 def test_parse_kwargs():
-    fid = _load("fidelity")
+    fid = load_benchmark("fidelity")
     assert fid.parse_kwargs(["a=1", "b=0.5", "c=x", "d=true"]) == {
         "a": 1,
         "b": 0.5,
@@ -99,7 +87,7 @@ def test_parse_kwargs():
 
 
 def test_bernoulli_index_nll_matches_direct_sum():
-    stats = _load("_fidelity_stats")
+    stats = load_benchmark("_fidelity_stats")
     rng = np.random.default_rng(1)
     train = (rng.random((50, 12)) < 0.3) * rng.integers(1, 5, (50, 12))
     held = (rng.random((10, 12)) < 0.3) * rng.integers(1, 5, (10, 12))
@@ -113,7 +101,7 @@ def test_bernoulli_index_nll_matches_direct_sum():
 
 
 def test_fidelity_autoencoder_only(tmp_path):
-    result = _load("fidelity").main(
+    result = load_benchmark("fidelity").main(
         ["--smoke", "--device", "cpu", "--out", str(tmp_path), "--autoencoder-only",
          "--n-diagnostic-cells", "8", "--sed-kwargs", "hazard_init=false"]
     )  # fmt: skip

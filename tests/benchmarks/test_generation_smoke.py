@@ -1,27 +1,20 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generation.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("generation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_generation_smoke(tmp_path):
     threads = torch.get_num_threads()
     out = tmp_path / "generation.json"
     try:
-        _load().main(["--smoke", "--device", "cpu", "--threads", "1", "--out", str(out)])
+        load_benchmark("generation").main(
+            ["--smoke", "--device", "cpu", "--threads", "1", "--out", str(out)]
+        )
     finally:
         torch.set_num_threads(threads)
     data = json.loads(out.read_text())
@@ -36,7 +29,7 @@ def test_generation_smoke(tmp_path):
 
 
 def test_missing_bladder_file_is_skipped(tmp_path, capsys):
-    module = _load()
+    module = load_benchmark("generation")
     args = module.parse_args(["--bladder", str(tmp_path / "absent.h5")])
     assert module.load_scale("bladder", args) is None
     assert "bladder scale skipped" in capsys.readouterr().out
@@ -51,7 +44,7 @@ def test_calibrated_factorised_head_draws_rows_of_the_target_length():
     model = sc_sed.SEDModel(adata, n_hidden=16, n_ff=32, n_layers=1, n_heads=2, n_latent=4)
     assert model.index_head_ == "factorised"
     target = 60.0
-    p = _load().calibrate_lengths(model, target)
+    p = load_benchmark("generation").calibrate_lengths(model, target)
     z = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
     _, _, n_nonzero = model.module.decoder.generate(
         z, 600, allowed=model.module.allowed_features, generator=torch.Generator().manual_seed(1)

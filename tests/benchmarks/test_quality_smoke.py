@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
+from .conftest import load_benchmark
+
 METHODS = ["sed", "dense", "thresholded", "scvi"]
 EXPECTED = {
     "zero_fraction_real",
@@ -25,19 +23,11 @@ EXPECTED = {
 }
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("quality")
     threads = torch.get_num_threads()
-    result = _load().main(["--smoke", "--device", "cpu", "--out", str(out)])
+    result = load_benchmark("quality").main(["--smoke", "--device", "cpu", "--out", str(out)])
     assert torch.get_num_threads() == threads  # the script restores what it pins
     return out, result
 
@@ -78,7 +68,7 @@ def test_quality_smoke_files(smoke):
 
 
 def test_quality_method_selection(tmp_path):
-    _load().main(
+    load_benchmark("quality").main(
         [
             "--smoke",
             "--device",

@@ -1,26 +1,17 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("scaling_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_scaling_smoke(tmp_path):
     threads = torch.get_num_threads()
     out = tmp_path / "scaling.json"
     try:
-        result = _load().main(["--smoke", "--device", "cpu", "--out", str(out)])
+        result = load_benchmark("scaling").main(["--smoke", "--device", "cpu", "--out", str(out)])
     finally:
         torch.set_num_threads(threads)  # the script pins CPU threads
     data = json.loads(out.read_text())
