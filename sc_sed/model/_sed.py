@@ -133,6 +133,13 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         its *remaining* features is detected (an exact two-level hazard) rather than its
         whole-block probability again. Models saved before this became the default
         load with ``False``, as they were trained.
+    encoder_size_features
+        Opt-in: the encoder's head also reads each row's size (``log1p`` of its number of
+        non-zeros and of its summed values), which the mean over its tokens cannot see.
+        On the 20k-gene mouse bladder counts the latent then carries cell size (library
+        size of a cell decoded from its own latent: correlation 0.40 → 0.87) but the
+        generated cells did not get closer to held-out ones (MMD 0.037 → 0.059; one run
+        each, ``benchmarks/README.md``), so it is off by default.
     %(diffusion)s
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` arguments.
@@ -167,6 +174,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         mask_unseen_features: bool = True,
         hazard_init: bool = True,
         current_block_hazard: bool = True,
+        encoder_size_features: bool = False,
         kl_weight: float = 1e-6,
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         cond_dropout: float = 0.1,
@@ -200,6 +208,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             detection_rate=_detection_rate(stats),
             hazard_init=hazard_init,
             current_block_hazard=current_block_hazard,
+            encoder_size_features=encoder_size_features,
             n_cats_per_cond=[c.n_cats for c in self._conditions],
             denoiser_widths=denoiser_widths,
             cond_dropout=cond_dropout,

@@ -49,6 +49,10 @@ class SEDModule(BaseModuleClass):
     learned_index_embedding
         Add a learned per-feature vector to the fixed sinusoidal index code in the encoder
         and decoder (``n_features × n_hidden`` parameters each).
+    encoder_size_features
+        The encoder's head also reads each row's size (``log1p`` of its number of
+        non-zeros and of its summed values; see :class:`~sc_sed.nn.SetEncoder`), which its
+        masked mean cannot see.
     allowed_features
         ``(D,)`` bool: features the decoder may emit (``None``: all).
     detection_rate
@@ -93,6 +97,7 @@ class SEDModule(BaseModuleClass):
         kl_weight: float = 1e-6,
         token_dropout: float = 0.25,
         learned_index_embedding: bool = True,
+        encoder_size_features: bool = False,
         allowed_features: torch.Tensor | None = None,
         detection_rate: torch.Tensor | None = None,
         hazard_init: bool = True,
@@ -114,7 +119,7 @@ class SEDModule(BaseModuleClass):
         self.kl_weight = kl_weight
         self.encoder = SetEncoder(
             n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base,
-            n_features if learned_index_embedding else None,
+            n_features if learned_index_embedding else None, encoder_size_features,
         )  # fmt: skip
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,

@@ -18,6 +18,12 @@ class SetEncoder(nn.Module):
     encoded), a pre-LayerNorm Transformer encoder mixes the tokens under a padding mask,
     and a **masked** mean over the real tokens gives ``(mu, logvar)``.
 
+    A mean does not see how many tokens it averaged: with ``size_features`` the head also
+    reads the row's size, ``log1p`` of its number of non-zeros and of the sum of its
+    absolute values, so that the latent can carry cell size (library size, detected
+    genes) at thousands of non-zeros per row, where the summary token's share of the
+    mean is negligible (``benchmarks/README.md``, "Fidelity at 20k genes").
+
     Parameters
     ----------
     n_latent
@@ -37,6 +43,8 @@ class SetEncoder(nn.Module):
     n_features
         Number of features, for a learned per-feature embedding added to the sinusoidal
         code (see :class:`IndexEmbedding`); None for the sinusoidal code only.
+    size_features
+        Give the head the row's size (see above) beside the pooled tokens.
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class SetEncoder(nn.Module):
         dropout_rate: float = 0.1,
         index_base: float = 10_000.0,
         n_features: int | None = None,
+        size_features: bool = False,
     ):
         super().__init__()
         self.index_embedding = IndexEmbedding(n_hidden, index_base, n_features)
@@ -58,7 +67,8 @@ class SetEncoder(nn.Module):
             TransformerBlock(n_hidden, n_heads, n_ff, dropout_rate) for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(n_hidden)
-        self.head = nn.Linear(n_hidden, 2 * n_latent)
+        self.size_features = size_features
+        self.head = nn.Linear(n_hidden + (2 if size_features else 0), 2 * n_latent)
 
     def forward(
         self, index: torch.Tensor, value: torch.Tensor, mask: torch.Tensor
@@ -87,5 +97,23 @@ class SetEncoder(nn.Module):
         x = self.norm(x)
         weights = mask.unsqueeze(-1).to(x.dtype)
         pooled = (x * weights).sum(1) / weights.sum(1)
+        if self.size_features:
+            pooled = torch.cat([pooled, row_size(value, mask[:, 1:]).to(pooled.dtype)], dim=-1)
         mu, logvar = self.head(pooled).chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 8.0)
+
+
+def row_size(value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(batch, 2)``: ``log1p`` of each row's number of real pairs and of their summed ``|value|``.
+
+    Parameters
+    ----------
+    value
+        ``(batch, length)`` values.
+    mask
+        ``(batch, length)`` bool, True at real pairs.
+    """
+    real = mask.to(torch.float32)
+    n = real.sum(1)
+    total = (value.to(torch.float32).abs() * real).sum(1)
+    return torch.stack([torch.log1p(n), torch.log1p(total)], dim=-1)

@@ -209,6 +209,20 @@ def test_model_saved_before_the_hazard_defaults_loads_as_trained(tmp_path):
     assert old.module.decoder.index_head.current_block_hazard is False
 
 
+def test_encoder_size_features_survive_save_and_load(tmp_path):
+    """The opt-in size inputs are rebuilt on load: same head shape, same weights."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, encoder_size_features=True, **TINY)
+    assert model.module.encoder.head.in_features == TINY["n_hidden"] + 2
+    model.save(tmp_path / "m")
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    assert loaded.module.encoder.size_features is True
+    saved_state = model.module.state_dict()
+    for name, tensor in loaded.module.state_dict().items():
+        torch.testing.assert_close(tensor, saved_state[name], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [

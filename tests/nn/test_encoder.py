@@ -1,7 +1,11 @@
+import math
+
+import pytest
 import torch
 
 from sc_sed.data import csr_to_tokens
 from sc_sed.nn import SetEncoder
+from sc_sed.nn._encoder import row_size
 
 
 def _tokens():
@@ -15,9 +19,12 @@ def _tokens():
     return csr_to_tokens(x)
 
 
-def test_encoder_is_permutation_invariant():
+@pytest.mark.parametrize("size_features", [False, True])
+def test_encoder_is_permutation_invariant(size_features):
     torch.manual_seed(0)
-    enc = SetEncoder(n_latent=6, n_hidden=32, n_layers=2, n_heads=4, n_ff=64).eval()
+    enc = SetEncoder(
+        n_latent=6, n_hidden=32, n_layers=2, n_heads=4, n_ff=64, size_features=size_features
+    ).eval()
     tok = _tokens()
     mask = tok.pair_mask
     mu, logvar = enc(tok.index, tok.value, mask)
@@ -27,9 +34,12 @@ def test_encoder_is_permutation_invariant():
     torch.testing.assert_close(logvar, logvar_p, rtol=1e-5, atol=1e-5)
 
 
-def test_encoder_ignores_padding_length_and_content():
+@pytest.mark.parametrize("size_features", [False, True])
+def test_encoder_ignores_padding_length_and_content(size_features):
     torch.manual_seed(0)
-    enc = SetEncoder(n_latent=6, n_hidden=32, n_layers=2, n_heads=4, n_ff=64).eval()
+    enc = SetEncoder(
+        n_latent=6, n_hidden=32, n_layers=2, n_heads=4, n_ff=64, size_features=size_features
+    ).eval()
     tok = _tokens()
     mu, _ = enc(tok.index, tok.value, tok.pair_mask)
     extra = 7
@@ -46,3 +56,30 @@ def test_empty_row_encodes_to_finite_values():
     mu, logvar = enc(tok.index, tok.value, tok.pair_mask)
     assert torch.isfinite(mu).all() and torch.isfinite(logvar).all()
     assert not torch.allclose(mu[2], mu[0])
+
+
+def test_row_size_counts_real_pairs_only():
+    tok = _tokens()
+    value = tok.value.clone()
+    value[~tok.pair_mask] = 100.0  # padding and framing tokens must not count
+    size = row_size(value, tok.pair_mask)
+    expected = torch.tensor(
+        [[math.log1p(3), math.log1p(6)], [math.log1p(2), math.log1p(5)], [0.0, 0.0]]
+    )
+    torch.testing.assert_close(size, expected)
+
+
+def test_size_features_reach_the_latent():
+    """With the pooled tokens' weights zeroed, mu is exactly the linear map of the row's size."""
+    torch.manual_seed(0)
+    enc = SetEncoder(n_latent=6, n_hidden=32, n_layers=1, n_heads=4, n_ff=64, size_features=True)
+    enc.eval()
+    assert enc.head.in_features == 32 + 2
+    with torch.no_grad():
+        enc.head.weight[:, :32] = 0.0
+    tok = _tokens()
+    mu, _ = enc(tok.index, tok.value, tok.pair_mask)
+    size = row_size(tok.value, tok.pair_mask)
+    w, b = enc.head.weight[:6, 32:], enc.head.bias[:6]
+    torch.testing.assert_close(mu, size @ w.T + b)
+    assert not torch.allclose(mu[0], mu[1])
