@@ -13,7 +13,10 @@
   teacher-forced on real rows versus along the rows it generates itself from the same
   latents (free running). The decoder's probabilities given a prefix do not depend on how
   the prefix was made, so the free-running statistics are teacher-forced passes over the
-  generated rows.
+  generated rows. The **expected detections** (the hazards summed over the features a row
+  passes, its compensator) over the actual ones tell a miscalibrated decoder (teacher-forced
+  ratio away from 1: it expects fewer or more detections than real rows have) from a
+  calibrated one whose own rows drift (ratio 1, free-running lengths still off).
 """
 
 from __future__ import annotations
@@ -207,22 +210,74 @@ def _survival(p_end, valid, n_pairs) -> np.ndarray:
     return log_surv.exp().cpu().numpy()
 
 
+@torch.inference_mode()
+def expected_detections(
+    model: SEDModel, z: torch.Tensor, index: torch.Tensor, value: torch.Tensor,
+    max_states: int = 2**22,
+) -> torch.Tensor:  # fmt: skip
+    """Per framed row: the decoder's detection hazards summed over the features it passes.
+
+    After emitting ``last`` the decoder gives every later feature ``j`` a hazard
+    ``P(next = j) / P(next >= j)``; the features between one emitted id and the next
+    are passed (the last of them detected). Summed over a row this is the row's
+    compensator: for a decoder whose probabilities are right, its mean equals the mean
+    number of detections. Teacher-forced on real rows it tells whether the decoder
+    expects as many detections as real rows have; on the decoder's own rows it is 1 up
+    to sampling noise (a check of the computation). Needs the whole next-id distribution
+    (``O(D)`` per step), so it is meant for a few dozen rows.
+    """
+    dec, d = model.module.decoder, model.module.n_features
+    allowed = model.module.allowed_features
+    inp = index[:, :-1]
+    h = dec.forward(z, inp, value[:, :-1])
+    last = torch.cummax(torch.where(inp < d, inp, -1), 1).values
+    nxt = torch.where(index[:, 1:] < d, index[:, 1:], d)
+    n_states = (index < d).sum(1) + 1  # one state per pair plus the final (END) one
+    ids = torch.arange(d, device=z.device)
+    out = torch.zeros(z.shape[0], device=z.device)
+    chunk = max(1, max_states // (d + 1))
+    for r in range(z.shape[0]):
+        for s in range(0, int(n_states[r]), chunk):
+            e = min(s + chunk, int(n_states[r]))
+            logp = dec.index_head.log_probs(
+                h[r : r + 1, s:e], last[r : r + 1, s:e], allowed, z[r : r + 1, None]
+            )[0]
+            log_at_or_after = torch.logcumsumexp(logp.flip(-1), -1).flip(-1)
+            hazard = torch.nan_to_num((logp - log_at_or_after)[:, :d].exp())
+            passed = (ids > last[r, s:e, None]) & (ids <= nxt[r, s:e, None])
+            out[r] += (hazard * passed).sum()
+    return out
+
+
 def exposure_bias(
-    model: SEDModel, adata: AnnData, layer: str | None, n: int, seed: int, batch_size: int
-) -> dict[str, Any]:
-    """Teacher-forced versus free-running decoder statistics on ``n`` rows of ``adata``."""
+    model: SEDModel, adata: AnnData, layer: str | None, n: int, seed: int, batch_size: int,
+    n_calibration: int = 32,
+) -> dict[str, Any]:  # fmt: skip
+    """Teacher-forced versus free-running decoder statistics on ``n`` rows of ``adata``.
+
+    The expected detections (:func:`expected_detections`) are computed on the first
+    ``n_calibration`` of the rows.
+    """
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(adata.n_obs, size=min(n, adata.n_obs), replace=False))
     reg = _registered(model, adata)
     d, gen = model.module.n_features, torch.Generator(device=model.module.device).manual_seed(seed)
-    tf, fr = [], []
+    tf, fr, expected = [], [], {"teacher_forced": [], "free_running": []}
+    n_done = 0
     for b in model._token_batches(reg, rows, batch_size):
         z = model.module.encode(b["tokens_index"], b["tokens_value"])
         tf.append(_end_and_ids(model, z, b["tokens_index"], b["tokens_value"]))
         with torch.inference_mode():
             index, value, _ = model.module.decode(z, generator=gen)
-        fr.append(_end_and_ids(model, z, *_frame(index, value, d)))
-    return _summarise_exposure(tf, fr)
+        framed = _frame(index, value, d)
+        fr.append(_end_and_ids(model, z, *framed))
+        k = min(n_calibration - n_done, z.shape[0])
+        if k > 0:
+            for key, (i, v) in (("teacher_forced", (b["tokens_index"], b["tokens_value"])),
+                                ("free_running", framed)):  # fmt: skip
+                expected[key].append(expected_detections(model, z[:k], i[:k], v[:k]))
+            n_done += k
+    return _summarise_exposure(tf, fr, expected)
 
 
 def _cat(parts: list, k: int) -> torch.Tensor:
@@ -235,9 +290,18 @@ def _cat(parts: list, k: int) -> torch.Tensor:
     )
 
 
-def _summarise_exposure(tf: list, fr: list) -> dict[str, Any]:
+def _detection_ratio(expected: list[torch.Tensor], n_pairs: torch.Tensor) -> float:
+    """Summed expected detections over the summed detections of the same (first) rows."""
+    if not expected:
+        return float("nan")
+    e = torch.cat(expected)
+    return float(e.sum() / n_pairs[: len(e)].sum().clamp_min(1))
+
+
+def _summarise_exposure(tf: list, fr: list, expected: dict[str, list]) -> dict[str, Any]:
     tf_t = [_cat(tf, k) for k in range(4)]
     fr_t = [_cat(fr, k) for k in range(4)]
+    n_cal = sum(len(e) for e in expected["teacher_forced"])
     len_tf, len_fr = tf_t[3].cpu().numpy(), fr_t[3].cpu().numpy()
     top = int(max(len_tf.max(), len_fr.max(), 1))
     edges = np.unique(np.linspace(0, top + 1, N_STEP_BINS + 1).astype(int))
@@ -254,6 +318,13 @@ def _summarise_exposure(tf: list, fr: list) -> dict[str, Any]:
         "p_end_at_end_free_running": _at_end(fr_t),
         "survival_median_teacher_forced": float(np.median(surv_tf)),
         "survival_median_free_running": float(np.median(surv_fr)),
+        "n_calibration_cells": n_cal,
+        "expected_over_actual_detections_teacher_forced": _detection_ratio(
+            expected["teacher_forced"], tf_t[3]
+        ),
+        "expected_over_actual_detections_free_running": _detection_ratio(
+            expected["free_running"], fr_t[3]
+        ),
         "step_edges": edges.tolist(),
         "curves_teacher_forced": _step_curves(*tf_t, edges),
         "curves_free_running": _step_curves(*fr_t, edges),

@@ -91,6 +91,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1 on CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sed-seed",
+        type=int,
+        help="seed of SED's initialisation and training only (default --seed): replicate "
+        "runs on one split and one generation seed measure SED's run-to-run noise",
+    )
     p.add_argument("--out", type=Path, help="figures and full JSON folder")
     p.add_argument("--summary-dir", type=Path, help=f"summary folder (default {SUMMARY_DIR})")
     p.add_argument("--tag", help="suffix of the summary files (A/B runs)")
@@ -306,6 +312,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"commit `{summary['code'].get('git_commit')}` (package diff "
         f"{summary['code'].get('package_diff_sha1')}), device {summary['environment']['device']}, "
         f"budget {summary['budget']}, sed kwargs {summary['sed_kwargs']}, "
+        f"sed seed {summary.get('sed_seed')}, "
         f"{summary['dataset']['n_train']} train / {summary['dataset']['n_heldout']} held-out cells",
         "",
         "| metric | real (held-out) | " + " | ".join(cols) + " |",
@@ -359,7 +366,10 @@ def _diagnostics_markdown(diag: dict[str, Any] | None) -> list[str]:
         f"{_cell(e['p_end_before_end_free_running'])}; P(END) at the end "
         f"{_cell(e['p_end_at_end_teacher_forced'])} vs {_cell(e['p_end_at_end_free_running'])}; "
         f"median P(no END before the end) {_cell(e['survival_median_teacher_forced'])} vs "
-        f"{_cell(e['survival_median_free_running'])}.",
+        f"{_cell(e['survival_median_free_running'])}; detections the decoder's hazards expect "
+        f"over those present ({e.get('n_calibration_cells')} cells): teacher-forced on real rows "
+        f"{_cell(e.get('expected_over_actual_detections_teacher_forced'))}, on its own rows "
+        f"{_cell(e.get('expected_over_actual_detections_free_running'))} (1 by construction).",
     ]
     return lines
 
@@ -401,7 +411,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"{dataclasses.asdict(budget)}", flush=True)  # fmt: skip
     sed_kwargs = parse_kwargs(args.sed_kwargs)
     ctx = Q.RunContext(train, data, budget, counts, args.device, args.seed,
-                       args.gen_batch_size, args.progress, sed_kwargs=sed_kwargs)  # fmt: skip
+                       args.gen_batch_size, args.progress, sed_kwargs=sed_kwargs,
+                       sed_seed=args.sed_seed)  # fmt: skip
     hvg = F.top_variable_genes(F.csr(_x(heldout, data.layer)), args.n_hvg)
     if args.autoencoder_only:
         return run_autoencoder_only(args, ctx, heldout, hvg, env, start)
@@ -424,8 +435,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": {"name": data.name, "source": data.source, "shape": list(data.adata.shape),
                     "n_train": train.n_obs, "n_heldout": heldout.n_obs},
         "code": Q.code_state(), "environment": env, "budget": dataclasses.asdict(budget),
-        "sed_kwargs": sed_kwargs, "loaded_sed": str(args.load_sed) if args.load_sed else None,
-        "methods": methods, "sed_diagnostics": diag,
+        "sed_kwargs": sed_kwargs, "sed_seed": args.sed_seed,
+        "loaded_sed": str(args.load_sed) if args.load_sed else None, "methods": methods, "sed_diagnostics": diag,
     }  # fmt: skip
     if not args.no_figures:
         import _fidelity_plots as P

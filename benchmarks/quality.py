@@ -385,6 +385,7 @@ class RunContext:
     progress: bool
     heldout: AnnData | None = None  # set: SED also reconstructs these rows (no diffusion)
     sed_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # more SEDModel args
+    sed_seed: int | None = None  # seed of SED's initialisation and training (None: seed)
 
 
 def seed_all(seed: int) -> None:
@@ -408,7 +409,7 @@ def build_sed(ctx: RunContext) -> sc_sed.SEDModel:
     b = ctx.budget
     train = ctx.train.copy()
     sc_sed.SEDModel.setup_anndata(train, layer=ctx.data.layer, labels_key=ctx.data.labels_key)
-    seed_all(ctx.seed)
+    seed_all(ctx.seed if ctx.sed_seed is None else ctx.sed_seed)
     return sc_sed.SEDModel(
         train,
         n_hidden=b.sed_n_hidden,

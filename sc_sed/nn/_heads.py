@@ -161,6 +161,16 @@ class IndexHead(nn.Module):
         """Build per-call lookup tables of the allowed features (pass them to :meth:`sample`)."""
         raise NotImplementedError
 
+    def log_probs(
+        self,
+        h: torch.Tensor,
+        last: torch.Tensor,
+        allowed: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(..., D + 1)`` log-probabilities of every next id (END last); see :meth:`log_prob`."""
+        raise NotImplementedError
+
     def log_prob(
         self,
         h: torch.Tensor,
@@ -450,6 +460,27 @@ class FactorisedIndexHead(IndexHead):
         """Within-block log-probabilities, conditioned on some offset being chosen."""
         logits, valid = self._offset_logits(h, block, last, tables, terms)
         return _condition_on_success(hazard_log_probs(logits, valid), valid)
+
+    def log_probs(self, h, last, allowed=None, context=None):
+        """``(..., D + 1)`` log-probabilities of every id; see :meth:`IndexHead.log_probs`.
+
+        The block's log-probability plus the offset's within it, for every block: O(D)
+        work and memory per state (the training and decoding paths take O(√D)), for
+        diagnostics that need the whole next-id distribution.
+        """
+        tables, terms = self.prepare(allowed, h.device), self.context_terms(context)
+        block_logp = hazard_log_probs(*self._block_logits(h, last, tables, terms))
+        blocks = torch.arange(self.n_blocks, device=h.device)
+        logits = self.offset_proj(h.unsqueeze(-2) + self.block_embedding(blocks))
+        if terms is None:
+            logits = logits + self.offset_bias
+        else:
+            logits = logits + terms[1]
+        ids = blocks.unsqueeze(-1) * self.block_size + tables.offsets
+        valid = (ids > last[..., None, None]) & tables.allowed
+        offset_logp = _condition_on_success(hazard_log_probs(logits, valid), valid)
+        pairs = (block_logp[..., :-1, None] + offset_logp).flatten(-2)[..., : self.n_features]
+        return torch.cat([pairs, block_logp[..., -1:]], dim=-1)
 
     def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
         """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""

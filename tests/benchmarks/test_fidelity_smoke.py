@@ -37,6 +37,9 @@ def test_fidelity_smoke_outputs(smoke):
     exposure = diag["exposure"]
     assert 0 <= exposure["p_end_before_end_teacher_forced"] <= 1
     assert len(exposure["curves_free_running"]["p_end"]) == len(exposure["step_edges"]) - 1
+    assert exposure["n_calibration_cells"] == 16
+    for key in ("teacher_forced", "free_running"):
+        assert 0 < exposure[f"expected_over_actual_detections_{key}"] < 10
     # the compact summary (the file committed for real data sets) has no per-cell arrays
     summary = json.loads((out / "smoke.json").read_text())
     assert summary["code"]["git_commit"] is not None and "budget" in summary
@@ -112,3 +115,45 @@ def test_fidelity_autoencoder_only(tmp_path):
     assert result["sed_kwargs"] == {"hazard_init": False}
     saved = json.loads((tmp_path / "smoke_autoencoder.json").read_text())
     assert "curves_teacher_forced" not in saved["autoencoder"]["exposure"]
+
+
+@pytest.mark.parametrize("index_head", ["flat", "factorised"])
+def test_expected_detections_of_independent_hazards(index_head):
+    """With history-free hazards r_j every row passes each allowed feature once: Σ r_j."""
+    import sc_sed
+
+    sed = load_benchmark("_fidelity_sed")
+    adata = sc_sed.datasets.synthetic_counts(n_cells=12, n_genes=30, n_types=2, seed=0)
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, n_hidden=16, n_ff=32, n_layers=1, n_latent=4,
+                            index_head=index_head, block_size=7)  # fmt: skip
+    head = model.module.decoder.index_head
+    allowed = model.module.allowed_features
+    assert not allowed.all()  # a gene unseen in these cells: never emitted, never passed
+    rate = torch.where(allowed, torch.linspace(0.05, 0.6, 30), 0.0)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        head.init_hazards(rate)
+    model.module.eval()
+    b = next(model._token_batches(adata, np.arange(12), 12))
+    z = torch.randn(12, 4)
+    got = sed.expected_detections(model, z, b["tokens_index"], b["tokens_value"], max_states=93)
+    torch.testing.assert_close(got, torch.full((12,), float(rate.sum())))
+
+
+def test_sed_seed_seeds_sed_only():
+    """--sed-seed changes SED's initialisation; --seed alone keeps it (one split, one init)."""
+    import sc_sed
+
+    quality = load_benchmark("quality")
+    adata = sc_sed.datasets.synthetic_counts(n_cells=20, n_genes=30, n_types=2, seed=0)
+    data = quality.Dataset("tiny", adata, "counts", "cell_type", "synthetic")
+    budget = quality.resolve_budget(load_benchmark("fidelity").parse_args(["--smoke"]), "smoke")
+
+    def weights(sed_seed):
+        ctx = quality.RunContext(adata, data, budget, {}, "cpu", 0, 8, False, sed_seed=sed_seed)
+        return quality.build_sed(ctx).module.decoder.index_head.proj.weight
+
+    torch.testing.assert_close(weights(None), weights(0))
+    assert not torch.equal(weights(None), weights(1))

@@ -39,6 +39,30 @@ def test_distribution_normalised_over_valid_ids(head):
     assert probs[3, D].item() == pytest.approx(1.0)  # nothing left after the last feature
 
 
+@pytest.mark.parametrize(
+    "head",
+    [*_heads(), FactorisedIndexHead(16, D, block_size=5, n_context=3, current_block_hazard=True)],
+    ids=["flat", "factorised", "factorised-current-block"],
+)
+def test_log_probs_is_log_prob_of_every_id(head):
+    """The whole next-id distribution at once equals log_prob id by id, for (batch, length) states."""
+    torch.manual_seed(1)
+    h = torch.randn(2, 3, 16)
+    last = torch.tensor([[-1, 4, 9], [0, 17, 22]])
+    allowed = torch.ones(D, dtype=torch.bool)
+    allowed[[5, 12, 13]] = False
+    ctx = torch.randn(2, 1, 3)
+    with torch.no_grad():
+        every = head.log_probs(h, last, allowed, ctx)
+        one_by_one = torch.stack(
+            [head.log_prob(h, torch.full_like(last, i), last, allowed, ctx) for i in range(D + 1)],
+            -1,
+        )
+    assert every.shape == (2, 3, D + 1)
+    torch.testing.assert_close(every.exp(), one_by_one.exp(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(every.exp().sum(-1), torch.ones(2, 3), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
 def test_samples_respect_monotone_mask(head):
     g = torch.Generator().manual_seed(0)
