@@ -137,9 +137,10 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         Opt-in: the encoder's head also reads each row's size (``log1p`` of its number of
         non-zeros and of its summed values), which the mean over its tokens cannot see.
         On the 20k-gene mouse bladder counts the latent then carries cell size (library
-        size of a cell decoded from its own latent: correlation 0.40 → 0.87) but the
-        generated cells did not get closer to held-out ones (MMD 0.037 → 0.059; one run
-        each, ``benchmarks/README.md``), so it is off by default.
+        size of a cell decoded from its own latent: correlation 0.40 → 0.87 and 0.76 →
+        0.95 in two training seeds), while the generated cells' MMD went 0.037 → 0.059
+        with one seed and 0.022 → 0.021 with the other (``benchmarks/README.md``): too
+        few runs to change the default, so it is off.
     %(diffusion)s
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` arguments.
