@@ -8,7 +8,10 @@
   latent dimension shuffled independently across cells (marginals kept, joint structure
   broken), and from one constant latent (the mean training latent), next to held-out
   cells encoded and decoded. If shuffled or constant latents decode as close to real cells
-  as diffusion latents, the decoder ignores the latent.
+  as diffusion latents, the decoder ignores the latent. The kNN label accuracy of the
+  encoded decodes (their source cells' labels) against that of the diffusion decodes (the
+  labels they were sampled for) tells whether cell identity is lost by the decoder or by
+  the diffusion.
 * **Exposure bias**: the decoder's END probability and emitted feature ids step by step,
   teacher-forced on real rows versus along the rows it generates itself from the same
   latents (free running). The decoder's probabilities given a prefix do not depend on how
@@ -118,8 +121,13 @@ def _partner(labels: np.ndarray, row: int, rng: np.random.Generator) -> int:
     return int(rng.choice(same)) if len(same) else row
 
 
-def diffusion_latents(model: SEDModel, counts: dict, n_steps: int, seed: int) -> torch.Tensor:
-    """Latents sampled by the latent diffusion for the label mix ``counts`` (seeded)."""
+def diffusion_latents(
+    model: SEDModel, counts: dict, n_steps: int, seed: int
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Latents sampled by the latent diffusion for the label mix ``counts`` (seeded).
+
+    Returns the latents and the label each was sampled for (None without a labels key).
+    """
     key = model.registry_["setup_args"].get("labels_key")
     codes = draw_conditions(
         model._conditions,
@@ -131,15 +139,23 @@ def diffusion_latents(model: SEDModel, counts: dict, n_steps: int, seed: int) ->
     gen = torch.Generator(device=model.module.device).manual_seed(seed)
     cond = torch.as_tensor(codes, device=model.module.device)
     with torch.inference_mode():
-        return model.module.diffusion.sample(cond, n_steps=n_steps, generator=gen)
+        z = model.module.diffusion.sample(cond, n_steps=n_steps, generator=gen)
+    if not key:
+        return z, None
+    spec = next(c for c in model._conditions if c.obs_key == key)
+    return z, np.asarray(spec.categories, dtype=object)[codes[:, model._conditions.index(spec)]]
 
 
 def latent_variants(
     model: SEDModel, heldout: AnnData, train: AnnData, counts: dict, n_steps: int, seed: int,
     batch_size: int,
-) -> dict[str, sp.csr_matrix]:  # fmt: skip
-    """Decodes of encoded held-out, diffusion, dimension-shuffled and constant latents."""
-    z_diff = diffusion_latents(model, counts, n_steps, seed)
+) -> tuple[dict[str, sp.csr_matrix], dict[str, np.ndarray | None]]:  # fmt: skip
+    """Decodes of encoded held-out, diffusion, dimension-shuffled and constant latents.
+
+    Also returns each variant's labels: the held-out cells' own for the encoded latents,
+    the labels the diffusion sampled for (None without a labels key) for the others.
+    """
+    z_diff, diff_labels = diffusion_latents(model, counts, n_steps, seed)
     gen = torch.Generator().manual_seed(seed)
     perms = [torch.randperm(z_diff.shape[0], generator=gen) for _ in range(z_diff.shape[1])]
     z_shuf = torch.stack([z_diff[p, j] for j, p in enumerate(perms)], dim=1)
@@ -147,7 +163,10 @@ def latent_variants(
     z_const = z_train.mean(0, keepdim=True).expand_as(z_diff).contiguous()
     z_enc = encode(model, _registered(model, heldout), np.arange(heldout.n_obs), batch_size)
     latents = {"encoded": z_enc, "diffusion": z_diff, "shuffled": z_shuf, "constant": z_const}
-    return {k: decode(model, z, seed, batch_size) for k, z in latents.items()}
+    key = model.registry_["setup_args"].get("labels_key")
+    own = heldout.obs[key].to_numpy() if key else None
+    labels = {k: (own if k == "encoded" else diff_labels) for k in latents}
+    return {k: decode(model, z, seed, batch_size) for k, z in latents.items()}, labels
 
 
 # -- exposure bias --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _fidelity_sed as S  # noqa: E402
@@ -211,13 +212,22 @@ def sed_diagnostics(run: Q.MethodRun, ctx: Q.RunContext, heldout, n: int) -> dic
         heldout.obs[data.labels_key].to_numpy(), _scaled(ctx.counts, n), ctx.seed
     )].copy()  # fmt: skip
     counts = Q.label_counts(held, data.labels_key)
-    decoded = S.latent_variants(model, held, ctx.train, counts, ctx.budget.n_steps, ctx.seed, bs)
+    decoded, labels = S.latent_variants(
+        model, held, ctx.train, counts, ctx.budget.n_steps, ctx.seed, bs
+    )
     usage = {}
     for name, x in decoded.items():
         synth = _as_adata(x, held, data.layer)
+        with_labels = labels[name] is not None
+        if with_labels:
+            synth.obs[data.labels_key] = pd.Categorical(
+                labels[name], categories=held.obs[data.labels_key].astype("category").cat.categories
+            )
         table = sc_sed.tl.evaluate(
-            held, synth, layer=data.layer, seed=ctx.seed, metrics=USAGE_SCORES
-        )
+            held, synth, layer=data.layer, seed=ctx.seed,
+            groupby=data.labels_key if with_labels else None,
+            metrics=USAGE_SCORES + (["label_accuracy"] if with_labels else []),
+        )  # fmt: skip
         usage[name] = Q.overall(table) | F.fidelity_metrics(_x(held, data.layer), x, np.arange(0))
     out["latent_usage"] = {"n_cells": held.n_obs, **usage}
     out["exposure"] = S.exposure_bias(model, heldout, data.layer, n, ctx.seed, bs)
@@ -354,7 +364,7 @@ def _diagnostics_markdown(diag: dict[str, Any] | None) -> list[str]:
     names = [k for k in u if k != "n_cells"]
     lines += ["", f"SED decoded from different latents ({u['n_cells']} held-out cells as reference):",
               "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
-    for key in ("zero_fraction_synth", "scc", "mmd", "discriminability_auroc",
+    for key in ("zero_fraction_synth", "scc", "mmd", "discriminability_auroc", "label_accuracy",
                 "detected_genes_mean_synth", "detected_genes_w1", "library_size_w1"):  # fmt: skip
         lines.append(f"| {key} | " + " | ".join(_cell(u[n].get(key)) for n in names) + " |")
     lines += [

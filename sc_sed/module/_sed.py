@@ -66,6 +66,10 @@ class SEDModule(BaseModuleClass):
         Factorised head only: the block of the last emitted feature gets the probability
         that one of its *remaining* features is detected (an exact two-level hazard)
         instead of its whole-block logit.
+    context_width
+        Width of the hidden layer on the index head's direct path from the latent to every
+        feature's logit (SiLU, like scVI's decoder); 0 keeps that path linear (rank 8 in
+        the factorised head).
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -102,6 +106,7 @@ class SEDModule(BaseModuleClass):
         detection_rate: torch.Tensor | None = None,
         hazard_init: bool = True,
         current_block_hazard: bool = True,
+        context_width: int = 0,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -124,7 +129,7 @@ class SEDModule(BaseModuleClass):
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
-            learned_index_embedding, current_block_hazard,
+            learned_index_embedding, current_block_hazard, context_width,
         )  # fmt: skip
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)

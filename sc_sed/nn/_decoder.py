@@ -60,6 +60,9 @@ class ARDecoder(nn.Module):
         history alone ("word dropout"); 0 disables it.
     current_block_hazard
         Factorised head only: see :class:`~sc_sed.nn.FactorisedIndexHead`.
+    context_width
+        Width of the hidden layer on the index head's direct path from ``z`` to every
+        feature's logit; 0 keeps that path linear (see the heads).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class ARDecoder(nn.Module):
         token_dropout: float = 0.0,
         learned_index_embedding: bool = True,
         current_block_hazard: bool = False,
+        context_width: int = 0,
     ):
         super().__init__()
         self.n_features = n_features
@@ -102,7 +106,7 @@ class ARDecoder(nn.Module):
         self.norm = nn.LayerNorm(n_hidden)
         self.index_head = make_index_head(
             index_head, n_hidden, n_features, block_size, n_latent,
-            current_block_hazard=current_block_hazard,
+            current_block_hazard=current_block_hazard, context_width=context_width,
         )  # fmt: skip
         self.value_head = ValueHead(n_hidden, value_likelihood)
 

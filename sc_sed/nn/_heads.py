@@ -240,13 +240,24 @@ class FlatIndexHead(IndexHead):
         Number of features ``D``; END is id ``D``.
     n_context
         Size of the per-row context (the latent); 0 for none.
+    context_width
+        0: the context's term is linear in it (``n_features × n_context`` weights). Above
+        0: the context first goes through a hidden layer of this width (SiLU), like
+        scVI's decoder, and the per-feature weights (zero at the start) read that layer.
     """
 
-    def __init__(self, n_hidden: int, n_features: int, n_context: int = 0):
+    def __init__(self, n_hidden: int, n_features: int, n_context: int = 0, context_width: int = 0):
         super().__init__()
         self.n_features = n_features
         self.proj = nn.Linear(n_hidden, n_features)
-        self.context_proj = nn.Linear(n_context, n_features, bias=False) if n_context else None
+        self.context_width = context_width if n_context else 0
+        self.context_proj = None
+        if n_context and context_width:
+            out = nn.Linear(context_width, n_features, bias=False)
+            nn.init.zeros_(out.weight)
+            self.context_proj = nn.Sequential(_context_layer(n_context, context_width), out)
+        elif n_context:
+            self.context_proj = nn.Linear(n_context, n_features, bias=False)
 
     @torch.no_grad()
     def init_hazards(self, rate: torch.Tensor) -> None:
@@ -341,7 +352,13 @@ class FactorisedIndexHead(IndexHead):
         Size of the per-row context (the latent); 0 for none. It adds a term to the block
         logits and a rank-``context_rank`` feature-specific term to the offset logits.
     context_rank
-        Rank of the context's offset term (``n_features × context_rank`` parameters).
+        Rank of the context's offset term (``n_features × context_rank`` parameters) when
+        ``context_width`` is 0.
+    context_width
+        Above 0: the context first goes through a hidden layer of this width (SiLU), like
+        scVI's decoder; the block term and the offset term (``n_features × context_width``
+        weights, zero at the start) both read that layer instead of a linear rank-
+        ``context_rank`` map.
     current_block_hazard
         Give the block of the last emitted id the probability that one of its remaining
         offsets succeeds (computed from the offset hazards) instead of its whole-block
@@ -356,19 +373,27 @@ class FactorisedIndexHead(IndexHead):
         n_context: int = 0,
         context_rank: int = 8,
         current_block_hazard: bool = False,
+        context_width: int = 0,
     ):
         super().__init__()
         self.n_features = n_features
         self.current_block_hazard = current_block_hazard
+        self.context_width = context_width if n_context else 0
         self.block_size = block_size or max(1, math.ceil(math.sqrt(n_features)))
         self.n_blocks = math.ceil(n_features / self.block_size)
         self.block_proj = nn.Linear(n_hidden, self.n_blocks)
         self.block_embedding = nn.Embedding(self.n_blocks, n_hidden)
         self.offset_proj = nn.Sequential(nn.SiLU(), nn.Linear(n_hidden, self.block_size))
         self.context_block = self.context_rank = self.context_offset = None
-        if n_context:
+        if n_context and context_width:
+            # `context_rank` holds the context's features (a hidden layer here)
+            self.context_rank = _context_layer(n_context, context_width)
+            self.context_block = nn.Linear(context_width, self.n_blocks, bias=False)
+            context_rank = context_width
+        elif n_context:
             self.context_block = nn.Linear(n_context, self.n_blocks, bias=False)
             self.context_rank = nn.Linear(n_context, context_rank, bias=False)
+        if n_context:
             self.context_offset = nn.Parameter(
                 torch.zeros(self.n_blocks, self.block_size, context_rank)
             )
@@ -416,10 +441,11 @@ class FactorisedIndexHead(IndexHead):
         """
         if self.context_block is None or context is None:
             return None
-        low_rank = self.context_rank(context)  # (..., rank)
+        low_rank = self.context_rank(context)  # (..., rank or width)
         flat = self.context_offset.view(self.n_blocks * self.block_size, -1)
         table = (low_rank @ flat.T).view(*low_rank.shape[:-1], self.n_blocks, self.block_size)
-        return self.context_block(context), table + self.offset_bias
+        block = self.context_block(low_rank if self.context_width else context)
+        return block, table + self.offset_bias
 
     def _block_logits(self, h, last, tables, terms):
         valid = tables.block_last_id > last.unsqueeze(-1)
@@ -536,6 +562,11 @@ def _gather_blocks(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     return table[rows.view(-1, *([1] * (block.dim() - 1))), block]
 
 
+def _context_layer(n_context: int, width: int) -> nn.Module:
+    """Build the hidden layer a context goes through before its per-feature weights."""
+    return nn.Sequential(nn.Linear(n_context, width), nn.SiLU())
+
+
 def make_index_head(
     kind: str,
     n_hidden: int,
@@ -544,17 +575,19 @@ def make_index_head(
     n_context: int = 0,
     *,
     current_block_hazard: bool = False,
+    context_width: int = 0,
 ) -> IndexHead:
     """Build an index head by name (``"flat"`` or ``"factorised"``).
 
-    ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks).
+    ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks);
+    ``context_width`` to both (see the heads).
     """
     if kind == "flat":
-        return FlatIndexHead(n_hidden, n_features, n_context)
+        return FlatIndexHead(n_hidden, n_features, n_context, context_width)
     if kind == "factorised":
         return FactorisedIndexHead(
             n_hidden, n_features, block_size, n_context,
-            current_block_hazard=current_block_hazard,
+            current_block_hazard=current_block_hazard, context_width=context_width,
         )  # fmt: skip
     msg = f"Unknown index_head={kind!r}; use 'flat' or 'factorised'."
     raise ValueError(msg)

@@ -34,6 +34,8 @@ def test_fidelity_smoke_outputs(smoke):
     assert carry["n_cells"] == 16
     assert {"library_size_corr_own_latent", "detected_genes_corr_same_label_latent"} <= set(carry)
     assert set(diag["latent_usage"]) == {"n_cells", "encoded", "diffusion", "shuffled", "constant"}
+    for name in ("encoded", "diffusion", "shuffled", "constant"):
+        assert 0 <= diag["latent_usage"][name]["label_accuracy"] <= 1, name
     exposure = diag["exposure"]
     assert 0 <= exposure["p_end_before_end_teacher_forced"] <= 1
     assert len(exposure["curves_free_running"]["p_end"]) == len(exposure["step_edges"]) - 1
@@ -46,6 +48,7 @@ def test_fidelity_smoke_outputs(smoke):
     assert "_scatter" not in summary["sed_diagnostics"]["latent_carry"]
     assert "curves_teacher_forced" not in summary["sed_diagnostics"]["exposure"]
     assert "| detected genes W1 |" in (out / "smoke.md").read_text()
+    assert "| label_accuracy |" in (out / "smoke.md").read_text()
     for name in ("cell_size_distributions", "gene_agreement", "latent_carry", "exposure_bias"):
         assert (out / f"{name}.png").stat().st_size > 0
     assert result["methods"].keys() == data["methods"].keys()
@@ -157,3 +160,19 @@ def test_sed_seed_seeds_sed_only():
 
     torch.testing.assert_close(weights(None), weights(0))
     assert not torch.equal(weights(None), weights(1))
+
+
+def test_diffusion_latents_carry_the_labels_they_were_sampled_for():
+    """Each diffusion latent comes with its requested label, in the order of the latents."""
+    import sc_sed
+
+    sed = load_benchmark("_fidelity_sed")
+    adata = sc_sed.datasets.synthetic_counts(n_cells=12, n_genes=30, n_types=3, seed=0)
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts", batch_key="batch", labels_key="cell_type")
+    model = sc_sed.SEDModel(adata, n_hidden=16, n_ff=32, n_layers=1, n_latent=4)
+    model.train_autoencoder(1, batch_size=12, enable_progress_bar=False)
+    model.train_diffusion(1, batch_size=12, early_stopping=False, enable_progress_bar=False)
+    counts = {"type_2": 3, "type_0": 2}
+    z, labels = sed.diffusion_latents(model, counts, n_steps=2, seed=0)
+    assert z.shape == (5, 4)
+    assert list(labels) == ["type_2"] * 3 + ["type_0"] * 2

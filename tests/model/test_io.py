@@ -361,3 +361,18 @@ def test_mudata_model_round_trip(tmp_path):
     md2.mod["atac"].var_names = [f"x{i}" for i in range(md2["atac"].n_vars)]
     with pytest.raises(ValueError, match="mdata.mod\\['atac'\\].var_names"):
         sc_sed.SEDModel.load(tmp_path / "m", adata=md2)
+
+
+@pytest.mark.parametrize("index_head", ["flat", "factorised"])
+def test_index_context_width_survives_save_and_load(tmp_path, index_head):
+    """The index head's hidden context layer (a module argument) is rebuilt on load."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, index_head=index_head, context_width=7, **TINY)
+    assert model.module.decoder.index_head.context_width == 7
+    model.save(tmp_path / "m")
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    assert loaded.module.decoder.index_head.context_width == 7
+    saved_state = model.module.state_dict()
+    for name, tensor in loaded.module.state_dict().items():
+        torch.testing.assert_close(tensor, saved_state[name], rtol=0, atol=0)

@@ -6,18 +6,25 @@ from sc_sed.nn import FactorisedIndexHead, FlatIndexHead
 D = 23
 
 
+HEAD_IDS = ["flat", "factorised", "flat-context-mlp", "factorised-context-mlp"]
+
+
 def _heads():
     torch.manual_seed(0)
     heads = [
         FlatIndexHead(16, D, n_context=3),
         FactorisedIndexHead(16, D, block_size=5, n_context=3),
+        FlatIndexHead(16, D, n_context=3, context_width=6),
+        FactorisedIndexHead(16, D, block_size=5, n_context=3, context_width=6),
     ]
-    if heads[1].context_offset is not None:
-        torch.nn.init.normal_(heads[1].context_offset)  # zero-initialised; make it matter
+    # the per-feature context weights start at zero; make them matter
+    torch.nn.init.normal_(heads[1].context_offset)
+    torch.nn.init.normal_(heads[2].context_proj[-1].weight)
+    torch.nn.init.normal_(heads[3].context_offset)
     return heads
 
 
-@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+@pytest.mark.parametrize("head", _heads(), ids=HEAD_IDS)
 def test_distribution_normalised_over_valid_ids(head):
     h = torch.randn(4, 16)
     last = torch.tensor([-1, 3, 10, 22])
@@ -42,7 +49,7 @@ def test_distribution_normalised_over_valid_ids(head):
 @pytest.mark.parametrize(
     "head",
     [*_heads(), FactorisedIndexHead(16, D, block_size=5, n_context=3, current_block_hazard=True)],
-    ids=["flat", "factorised", "factorised-current-block"],
+    ids=[*HEAD_IDS, "factorised-current-block"],
 )
 def test_log_probs_is_log_prob_of_every_id(head):
     """The whole next-id distribution at once equals log_prob id by id, for (batch, length) states."""
@@ -63,7 +70,7 @@ def test_log_probs_is_log_prob_of_every_id(head):
     torch.testing.assert_close(every.exp().sum(-1), torch.ones(2, 3), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+@pytest.mark.parametrize("head", _heads(), ids=HEAD_IDS)
 def test_samples_respect_monotone_mask(head):
     g = torch.Generator().manual_seed(0)
     h = torch.randn(500, 16)
@@ -86,7 +93,7 @@ def test_factorised_gradients_finite_at_end_targets():
     assert torch.isfinite(h.grad).all()
 
 
-@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+@pytest.mark.parametrize("head", _heads(), ids=HEAD_IDS)
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_sample_frequencies_match_log_prob(head, temperature):
     """Inversion (temperature 1) and Gumbel-max (otherwise) draw the head's distribution."""
@@ -115,7 +122,7 @@ def test_sample_frequencies_match_log_prob(head, temperature):
     assert (freq[:, :D][:, ~allowed] == 0).all() and (freq[1, :8] == 0).all()
 
 
-@pytest.mark.parametrize("head", _heads(), ids=["flat", "factorised"])
+@pytest.mark.parametrize("head", _heads(), ids=HEAD_IDS)
 def test_prepared_tables_give_same_samples(head):
     h, last = torch.randn(64, 16), torch.randint(-1, D, (64,))
     allowed = torch.rand(D) > 0.3
@@ -149,3 +156,28 @@ def test_factorised_context_table_matches_per_token_contraction(positions):
     grad = torch.autograd.grad(logits.square().sum(), head.context_offset)[0]
     want = torch.autograd.grad(expected.square().sum(), head.context_offset)[0]
     torch.testing.assert_close(grad, want)
+
+
+def test_context_mlp_terms_are_the_hidden_layer_read_by_per_feature_weights():
+    """context_width > 0: both heads' context terms read silu(W c + b), not c."""
+    torch.manual_seed(3)
+    flat, fact = _heads()[2:]
+    ctx = torch.randn(4, 3)
+    hidden = torch.nn.functional.silu(flat.context_proj[0][0](ctx))
+    torch.testing.assert_close(flat.context_terms(ctx)[0], hidden @ flat.context_proj[-1].weight.T)
+    hidden = torch.nn.functional.silu(fact.context_rank[0](ctx))
+    block, table = fact.context_terms(ctx)
+    torch.testing.assert_close(block, hidden @ fact.context_block.weight.T)
+    want = hidden @ fact.context_offset.view(-1, 6).T
+    torch.testing.assert_close(table, want.view(4, fact.n_blocks, 5) + fact.offset_bias)
+
+
+@pytest.mark.parametrize("kind", [FlatIndexHead, FactorisedIndexHead])
+def test_context_mlp_per_feature_term_starts_at_zero(kind):
+    """A fresh MLP context path adds nothing per feature (training starts at the hazard init)."""
+    head = kind(16, D, n_context=3, context_width=6)
+    terms = head.context_terms(torch.randn(5, 3))
+    if kind is FlatIndexHead:
+        assert (terms[0] == 0).all()
+    else:
+        assert (terms[1] == head.offset_bias).all()
