@@ -582,6 +582,9 @@ def make_index_head(
     ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks);
     ``context_width`` to both (see the heads).
     """
+    if isinstance(context_width, bool) or not isinstance(context_width, int) or context_width < 0:
+        msg = f"context_width must be a non-negative integer (0: linear context path), got {context_width!r}."
+        raise ValueError(msg)
     if kind == "flat":
         return FlatIndexHead(n_hidden, n_features, n_context, context_width)
     if kind == "factorised":

@@ -181,3 +181,11 @@ def test_context_mlp_per_feature_term_starts_at_zero(kind):
         assert (terms[0] == 0).all()
     else:
         assert (terms[1] == head.offset_bias).all()
+
+
+@pytest.mark.parametrize("width", [-1, 2.5, True])
+def test_bad_context_width_is_refused(width):
+    from sc_sed.nn._heads import make_index_head
+
+    with pytest.raises(ValueError, match="context_width must be a non-negative integer"):
+        make_index_head("factorised", 16, D, 5, 3, context_width=width)
