@@ -253,9 +253,10 @@ class FlatIndexHead(IndexHead):
         self.context_width = context_width if n_context else 0
         self.context_proj = None
         if n_context and context_width:
+            hidden = _context_layer(n_context, context_width)  # checks the width
             out = nn.Linear(context_width, n_features, bias=False)
             nn.init.zeros_(out.weight)
-            self.context_proj = nn.Sequential(_context_layer(n_context, context_width), out)
+            self.context_proj = nn.Sequential(hidden, out)
         elif n_context:
             self.context_proj = nn.Linear(n_context, n_features, bias=False)
 
@@ -564,6 +565,11 @@ def _gather_blocks(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
 
 def _context_layer(n_context: int, width: int) -> nn.Module:
     """Build the hidden layer a context goes through before its per-feature weights."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 0:
+        msg = (
+            f"context_width must be a non-negative integer (0: linear context path), got {width!r}."
+        )
+        raise ValueError(msg)
     return nn.Sequential(nn.Linear(n_context, width), nn.SiLU())
 
 
@@ -582,9 +588,6 @@ def make_index_head(
     ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks);
     ``context_width`` to both (see the heads).
     """
-    if isinstance(context_width, bool) or not isinstance(context_width, int) or context_width < 0:
-        msg = f"context_width must be a non-negative integer (0: linear context path), got {context_width!r}."
-        raise ValueError(msg)
     if kind == "flat":
         return FlatIndexHead(n_hidden, n_features, n_context, context_width)
     if kind == "factorised":

@@ -184,8 +184,13 @@ def test_context_mlp_per_feature_term_starts_at_zero(kind):
 
 
 @pytest.mark.parametrize("width", [-1, 2.5, True])
-def test_bad_context_width_is_refused(width):
+@pytest.mark.parametrize("kind", ["flat", "factorised"])
+def test_bad_context_width_is_refused(width, kind):
+    """Through make_index_head and when a head is built directly."""
     from sc_sed.nn._heads import make_index_head
 
     with pytest.raises(ValueError, match="context_width must be a non-negative integer"):
-        make_index_head("factorised", 16, D, 5, 3, context_width=width)
+        make_index_head(kind, 16, D, 5, 3, context_width=width)
+    head = FlatIndexHead if kind == "flat" else FactorisedIndexHead
+    with pytest.raises(ValueError, match="context_width must be a non-negative integer"):
+        head(16, D, n_context=3, context_width=width)
