@@ -89,13 +89,43 @@ def correlation_agreement(real: sp.csr_matrix, synth: sp.csr_matrix, genes: np.n
     }
 
 
+def pc_spread(real: Any, synth: Any, genes: np.ndarray, n_pcs: int = 10) -> dict[str, float]:
+    """How far synthetic cells spread along the real cells' main axes, and off them.
+
+    Principal components of the real cells' log-normalised ``genes``; both sets are
+    projected on the first ``n_pcs`` (centred on the real mean). ``pc_sd_ratio_mean`` /
+    ``_min``: mean / smallest over those PCs of the synthetic SD divided by the real SD
+    (1 ideal; well below 1 means blurred cells, e.g. mixtures of cell types that sit
+    between the real clusters). ``off_pc_norm_ratio``: mean norm of what the PCs leave
+    out, synthetic over real (above 1: noise outside the real cells' structure). NaN
+    when there are too few genes or cells for one component. The PCs are fitted on
+    ``real`` itself, so other real cells score below 1 too: compare with them.
+    """
+    genes = np.asarray(genes)
+    r, s = log_normalise(csr(real), genes), log_normalise(csr(synth), genes)
+    k = min(n_pcs, len(genes) - 1, r.shape[0] - 1)  # something is always left off the PCs
+    if k < 1 or s.shape[0] < 2:
+        return dict.fromkeys(("pc_sd_ratio_mean", "pc_sd_ratio_min", "off_pc_norm_ratio"), np.nan)
+    mean = r.mean(0)
+    basis = np.linalg.svd(r - mean, full_matrices=False)[2][:k]  # (k, genes)
+    pr, ps = (r - mean) @ basis.T, (s - mean) @ basis.T
+    ratio = ps.std(0) / np.maximum(pr.std(0), 1e-12)
+    off_r = np.linalg.norm(r - mean - pr @ basis, axis=1).mean()
+    off_s = np.linalg.norm(s - mean - ps @ basis, axis=1).mean()
+    return {
+        "pc_sd_ratio_mean": float(ratio.mean()),
+        "pc_sd_ratio_min": float(ratio.min()),
+        "off_pc_norm_ratio": float(off_s / off_r) if off_r > 1e-9 else np.nan,
+    }
+
+
 def fidelity_metrics(real: Any, synth: Any, hvg: np.ndarray) -> dict[str, float]:
     """Cell-size distributions, per-gene agreement and gene–gene correlation, one dict.
 
     ``*_w1`` are 1-D Wasserstein distances of per-cell library size and detected genes;
     ``*_mean_*`` compare the two sets' means of those. Per-gene agreement is on the genes
     seen in either set: Pearson correlation of ``log1p`` gene means and of detection rates,
-    and the mean absolute detection-rate difference.
+    and the mean absolute detection-rate difference; :func:`pc_spread` on ``hvg``.
     """
     r, s = csr(real), csr(synth)
     lib_r, lib_s = library_size(r), library_size(s)
@@ -120,7 +150,7 @@ def fidelity_metrics(real: Any, synth: Any, hvg: np.ndarray) -> dict[str, float]
         "mean_count_per_detection_real": float(lib_r.sum() / max(1.0, nnz_r.sum())),
         "mean_count_per_detection_synth": float(lib_s.sum() / max(1.0, nnz_s.sum())),
     }
-    return out | correlation_agreement(r, s, hvg)
+    return out | correlation_agreement(r, s, hvg) | pc_spread(r, s, hvg)
 
 
 def stratified_subset(labels: np.ndarray, counts: dict, seed: int) -> np.ndarray:

@@ -299,6 +299,9 @@ TABLE_ROWS = (
     ("gene_detection_pearson", "gene detection-rate Pearson"),
     ("gene_detection_mae", "gene detection-rate MAE"),
     ("gene_corr_pearson", "gene-gene corr agreement"),
+    ("pc_sd_ratio_mean", "PC 1-10 SD ratio, mean"),
+    ("pc_sd_ratio_min", "PC 1-10 SD ratio, min"),
+    ("off_pc_norm_ratio", "norm off PCs 1-10, ratio"),
     ("n_spurious_features", "spurious genes"),
     ("memorisation_ratio", "memorisation ratio"),
 )

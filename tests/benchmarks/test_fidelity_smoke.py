@@ -67,6 +67,32 @@ def test_fidelity_metrics_identical_and_shifted():
         2 * doubled["library_size_mean_real"]
     )
     assert doubled["detected_genes_w1"] == 0  # same zeros, other values
+    assert same["pc_sd_ratio_mean"] == pytest.approx(1.0)
+    assert same["off_pc_norm_ratio"] == pytest.approx(1.0)
+
+
+def test_pc_spread_sees_blurred_cells_and_off_axis_noise():
+    stats = load_benchmark("_fidelity_stats")
+    rng = np.random.default_rng(0)
+    # two cell types with disjoint marker genes, 400 reads per cell
+    profile = np.full((2, 40), 0.2)
+    profile[0, :10], profile[1, 10:20], profile[:, 30:] = 5.0, 5.0, 0.0
+    types = rng.integers(0, 2, 300)
+
+    def cells(mix):
+        p = profile[types] * (1 - mix) + profile[1 - types] * mix
+        return sp.csr_matrix(rng.poisson(400 * p / p.sum(1, keepdims=True)).astype(float))
+
+    genes = np.arange(40)
+    real, again = cells(0.0), cells(0.0)
+    sharp = stats.pc_spread(real, again, genes, n_pcs=3)
+    blurred = stats.pc_spread(real, cells(0.4), genes, n_pcs=3)  # 60/40 mixtures
+    assert 0.8 < sharp["pc_sd_ratio_mean"] < 1.2
+    assert blurred["pc_sd_ratio_min"] < 0.5 * sharp["pc_sd_ratio_min"]
+    noisy = again.toarray()
+    noisy[:, 30:] += rng.poisson(3.0, size=(300, 10))  # genes real cells never have
+    assert stats.pc_spread(real, sp.csr_matrix(noisy), genes, 3)["off_pc_norm_ratio"] > 1.3
+    assert np.isnan(stats.pc_spread(real, again, np.arange(0))["pc_sd_ratio_mean"])
 
 
 def test_frame_puts_end_after_the_last_pair():
