@@ -71,6 +71,9 @@ class SEDModule(BaseModuleClass):
         feature's logit (SiLU, like scVI's decoder); 0 keeps that path linear (rank 8 in
         the factorised head). At the 20k-gene bladder CPU preset 128 did not make the
         cells more clearly their type (``benchmarks/README.md``), so the default is 0.
+    context_rank
+        Factorised head with ``context_width=0``: rank of the linear path from the latent
+        to every feature's logit (``n_features × context_rank`` weights).
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -108,6 +111,7 @@ class SEDModule(BaseModuleClass):
         hazard_init: bool = True,
         current_block_hazard: bool = True,
         context_width: int = 0,
+        context_rank: int = 8,
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -130,7 +134,7 @@ class SEDModule(BaseModuleClass):
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
-            learned_index_embedding, current_block_hazard, context_width,
+            learned_index_embedding, current_block_hazard, context_width, context_rank,
         )  # fmt: skip
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)

@@ -63,6 +63,9 @@ class ARDecoder(nn.Module):
     context_width
         Width of the hidden layer on the index head's direct path from ``z`` to every
         feature's logit; 0 keeps that path linear (see the heads).
+    context_rank
+        Factorised head only: rank of that linear path's per-feature term (see
+        :class:`~sc_sed.nn.FactorisedIndexHead`).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class ARDecoder(nn.Module):
         learned_index_embedding: bool = True,
         current_block_hazard: bool = False,
         context_width: int = 0,
+        context_rank: int = 8,
     ):
         super().__init__()
         self.n_features = n_features
@@ -107,6 +111,7 @@ class ARDecoder(nn.Module):
         self.index_head = make_index_head(
             index_head, n_hidden, n_features, block_size, n_latent,
             current_block_hazard=current_block_hazard, context_width=context_width,
+            context_rank=context_rank,
         )  # fmt: skip
         self.value_head = ValueHead(n_hidden, value_likelihood)
 

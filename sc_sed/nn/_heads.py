@@ -392,6 +392,7 @@ class FactorisedIndexHead(IndexHead):
             self.context_block = nn.Linear(context_width, self.n_blocks, bias=False)
             context_rank = context_width
         elif n_context:
+            _check_positive_int(context_rank, "context_rank")
             self.context_block = nn.Linear(n_context, self.n_blocks, bias=False)
             self.context_rank = nn.Linear(n_context, context_rank, bias=False)
         if n_context:
@@ -573,6 +574,12 @@ def _context_layer(n_context: int, width: int) -> nn.Module:
     return nn.Sequential(nn.Linear(n_context, width), nn.SiLU())
 
 
+def _check_positive_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be a positive integer, got {value!r}."
+        raise ValueError(msg)
+
+
 def make_index_head(
     kind: str,
     n_hidden: int,
@@ -582,17 +589,19 @@ def make_index_head(
     *,
     current_block_hazard: bool = False,
     context_width: int = 0,
+    context_rank: int = 8,
 ) -> IndexHead:
     """Build an index head by name (``"flat"`` or ``"factorised"``).
 
-    ``current_block_hazard`` applies to the factorised head only (the flat head has no blocks);
+    ``current_block_hazard`` and ``context_rank`` apply to the factorised head only (the
+    flat head has no blocks, and its linear context path has the context's full rank);
     ``context_width`` to both (see the heads).
     """
     if kind == "flat":
         return FlatIndexHead(n_hidden, n_features, n_context, context_width)
     if kind == "factorised":
         return FactorisedIndexHead(
-            n_hidden, n_features, block_size, n_context,
+            n_hidden, n_features, block_size, n_context, context_rank=context_rank,
             current_block_hazard=current_block_hazard, context_width=context_width,
         )  # fmt: skip
     msg = f"Unknown index_head={kind!r}; use 'flat' or 'factorised'."

@@ -363,6 +363,23 @@ def test_mudata_model_round_trip(tmp_path):
         sc_sed.SEDModel.load(tmp_path / "m", adata=md2)
 
 
+def test_index_context_rank_reaches_the_head_and_survives_save_and_load(tmp_path):
+    """``context_rank`` (a module argument) sets the factorised head's per-feature term."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, index_head="factorised", context_rank=5, **TINY)
+    head = model.module.decoder.index_head
+    assert head.context_offset.shape[-1] == head.context_rank.out_features == 5
+    with torch.no_grad():
+        head.context_offset.normal_()
+    model.save(tmp_path / "m")
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    assert loaded.module.decoder.index_head.context_offset.shape[-1] == 5
+    torch.testing.assert_close(
+        loaded.module.decoder.index_head.context_offset, head.context_offset, rtol=0, atol=0
+    )
+
+
 @pytest.mark.parametrize("index_head", ["flat", "factorised"])
 def test_index_context_width_survives_save_and_load(tmp_path, index_head):
     """The index head's hidden context layer (a module argument) is rebuilt on load."""

@@ -194,3 +194,13 @@ def test_bad_context_width_is_refused(width, kind):
     head = FlatIndexHead if kind == "flat" else FactorisedIndexHead
     with pytest.raises(ValueError, match="context_width must be a non-negative integer"):
         head(16, D, n_context=3, context_width=width)
+
+
+@pytest.mark.parametrize("rank", [0, -2, 2.5, True])
+def test_bad_context_rank_is_refused(rank):
+    from sc_sed.nn._heads import make_index_head
+
+    with pytest.raises(ValueError, match="context_rank must be a positive integer"):
+        make_index_head("factorised", 16, D, 5, 3, context_rank=rank)
+    with pytest.raises(ValueError, match="context_rank must be a positive integer"):
+        FactorisedIndexHead(16, D, block_size=5, n_context=3, context_rank=rank)
