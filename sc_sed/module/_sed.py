@@ -68,12 +68,15 @@ class SEDModule(BaseModuleClass):
         instead of its whole-block logit.
     context_width
         Width of the hidden layer on the index head's direct path from the latent to every
-        feature's logit (SiLU, like scVI's decoder); 0 keeps that path linear (rank 8 in
-        the factorised head). At the 20k-gene bladder CPU preset 128 did not make the
-        cells more clearly their type (``benchmarks/README.md``), so the default is 0.
+        feature's logit (SiLU, like scVI's decoder); 0 keeps that path linear (rank
+        ``context_rank`` in the factorised head). At the 20k-gene bladder CPU preset 128
+        did not make the cells more clearly their type (``benchmarks/README.md``), so the
+        default is 0.
     context_rank
         Factorised head with ``context_width=0``: rank of the linear path from the latent
-        to every feature's logit (``n_features × context_rank`` weights).
+        to every feature's logit (``n_features × context_rank`` weights). At the bladder
+        CPU preset 32 gave much better cells with one training seed and a decoder that
+        ignored the latent with the other (``benchmarks/README.md``), so the default is 8.
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
