@@ -392,7 +392,7 @@ class FactorisedIndexHead(IndexHead):
             self.context_block = nn.Linear(context_width, self.n_blocks, bias=False)
             context_rank = context_width
         elif n_context:
-            _check_positive_int(context_rank, "context_rank")
+            _check_int(context_rank, "context_rank", 1, "a positive integer")
             self.context_block = nn.Linear(n_context, self.n_blocks, bias=False)
             self.context_rank = nn.Linear(n_context, context_rank, bias=False)
         if n_context:
@@ -566,18 +566,14 @@ def _gather_blocks(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
 
 def _context_layer(n_context: int, width: int) -> nn.Module:
     """Build the hidden layer a context goes through before its per-feature weights."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 0:
-        msg = (
-            f"context_width must be a non-negative integer (0: linear context path), got {width!r}."
-        )
-        raise ValueError(msg)
+    _check_int(width, "context_width", 0, "a non-negative integer (0: linear context path)")
     return nn.Sequential(nn.Linear(n_context, width), nn.SiLU())
 
 
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be a positive integer, got {value!r}."
-        raise ValueError(msg)
+def _check_int(value: Any, name: str, minimum: int, expected: str) -> None:
+    """Refuse anything but an integer ``>= minimum`` (a bool too): ``name must be expected``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}.")
 
 
 def make_index_head(
