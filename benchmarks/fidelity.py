@@ -82,6 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="more SEDModel arguments for A/B runs, e.g. token_dropout=0.1 n_memory=8",
     )
     p.add_argument("--load-sed", type=Path, help="use this saved SEDModel instead of training")
+    p.add_argument("--save-sed", type=Path, help="save the trained SEDModel to this folder")
     p.add_argument(
         "--autoencoder-only",
         action="store_true",
@@ -166,7 +167,9 @@ def train_sed(ctx: Q.RunContext) -> Q.MethodRun:
     return Q.sed_samples(ctx, model, seconds)
 
 
-def run_all(ctx: Q.RunContext, methods: Sequence[str], load_sed: Path | None) -> dict:
+def run_all(
+    ctx: Q.RunContext, methods: Sequence[str], load_sed: Path | None, save_sed: Path | None = None
+) -> dict:
     """Train (or load) the methods and generate the held-out label mix with each."""
     runs = {}
     if "sed" in methods:
@@ -176,6 +179,8 @@ def run_all(ctx: Q.RunContext, methods: Sequence[str], load_sed: Path | None) ->
             runs["sed"] = Q.sed_samples(ctx, model, float("nan"))
         else:
             runs["sed"] = train_sed(ctx)
+        if save_sed is not None:
+            runs["sed"].model.save(str(save_sed), overwrite=True)
     runs.update(Q.run_methods(ctx, [m for m in methods if m != "sed"]))
     return runs
 
@@ -269,6 +274,20 @@ def _last_history(model) -> dict[str, float]:
 def _scaled(counts: dict, n: int) -> dict:
     total = sum(counts.values())
     return {k: max(1, round(v * n / total)) for k, v in counts.items()}
+
+
+#: Column of the reference generator without structure inside a label.
+LABEL_MEAN = "Poisson (label mean)"
+
+
+def label_mean_cells(train, ref, data: Q.Dataset, seed: int):
+    """The ``Poisson (label mean)`` reference: ``ref``'s labels and library sizes, no more."""
+    rows = train.obs_names.get_indexer(ref.obs_names)
+    labels = train.obs[data.labels_key].to_numpy()
+    x = F.label_mean_poisson(_x(train, data.layer), labels, rows, seed)
+    cells = _as_adata(x, train[rows], data.layer)
+    cells.obs_names = [f"label_mean_{i}" for i in range(cells.n_obs)]
+    return cells
 
 
 def _as_adata(x, like, layer):
@@ -429,11 +448,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hvg = F.top_variable_genes(F.csr(_x(heldout, data.layer)), args.n_hvg)
     if args.autoencoder_only:
         return run_autoencoder_only(args, ctx, heldout, hvg, env, start)
-    runs = run_all(ctx, args.methods, args.load_sed)
+    runs = run_all(ctx, args.methods, args.load_sed, args.save_sed)
     ref = train[S.train_reference(train, counts, data.labels_key, args.seed)].copy()
     print("scoring ...", flush=True)
     methods = {"real (train)": score(heldout, ref, train, data, hvg, args.seed)}
     methods["real (train)"]["memorisation_ratio"] = None  # these cells are training cells
+    methods[LABEL_MEAN] = score(heldout, label_mean_cells(train, ref, data, args.seed),
+                                train, data, hvg, args.seed)  # fmt: skip
     for m, r in runs.items():
         methods[m] = score(heldout, r.synth, train, data, hvg, args.seed)
         methods[m]["train_seconds"], methods[m]["generate_seconds"] = (

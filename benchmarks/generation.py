@@ -144,7 +144,7 @@ def calibrate_lengths(model, mean_nonzero: float) -> float:
     with torch.no_grad():
         head.init_hazards(torch.where(allowed, p, 0.0))  # the head's own biases
         for name, param in head.named_parameters():  # no history, no latent term
-            if name.endswith("weight") or name == "offset_proj.1.bias":
+            if name.endswith("weight") or name in ("offset_proj.1.bias", "context_offset"):
                 param.zero_()
     return p
 

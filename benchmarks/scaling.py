@@ -133,14 +133,17 @@ def force_full_length(module: SEDModule, *, gap: float = 100.0) -> SEDModule:
     head = forced.decoder.index_head
     flat = isinstance(head, FlatIndexHead)
     layers = [head.proj] if flat else [head.block_proj, head.offset_proj[-1]]
-    context = [head.context_proj] if flat else [head.context_block, head.context_rank]
+    if flat:  # the latent's terms on the logits: their per-feature (and block) weights
+        out = head.context_proj
+        context = [out[-1].weight if isinstance(out, torch.nn.Sequential) else out.weight]
+    else:
+        context = [head.context_block.weight, head.context_offset]
     with torch.no_grad():
         for layer in layers:
             layer.weight.zero_()
             layer.bias.fill_(gap)
-        for layer in context:  # the latent's term on the logits
-            if layer is not None:
-                layer.weight.zero_()
+        for weight in context:
+            weight.zero_()
     return forced
 
 

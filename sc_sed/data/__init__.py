@@ -4,6 +4,7 @@ from ._coo import from_coo, from_dense, to_coo, to_dense
 from ._images import from_images, to_images
 from ._interactions import from_interactions, to_interactions
 from ._mudata import concat_modalities, split_modalities
+from ._pca import sparse_pca
 from ._running_stats import RunningMatrixStats
 from ._shards import join_shards
 from ._stats import MatrixStats, matrix_stats, row_nnz
@@ -35,6 +36,7 @@ __all__ = [
     "RunningMatrixStats",
     "matrix_stats",
     "row_nnz",
+    "sparse_pca",
     "TokenBatch",
     "csr_to_tokens",
     "pairs_to_csr",

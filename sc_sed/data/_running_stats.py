@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._stats import MatrixStats, value_flags
+from ._stats import MatrixStats, value_flags, value_sums
 
 
 class RunningMatrixStats:
@@ -32,6 +32,8 @@ class RunningMatrixStats:
     def __init__(self, n_vars: int):
         self.n_vars = int(n_vars)
         self._n_detected = np.zeros(self.n_vars, dtype=np.int64)
+        self._value_sum = np.zeros(self.n_vars)
+        self._log_value_sum = np.zeros(self.n_vars)
         self._n_obs = 0
         self._n_entries = 0
         self._max_nonzero = 0
@@ -65,6 +67,9 @@ class RunningMatrixStats:
         self._n_obs += csr.shape[0]
         self._n_entries += int(lengths.sum())
         self._n_detected += np.bincount(csr.indices, minlength=self.n_vars)
+        sums = value_sums(csr, self.n_vars)
+        self._value_sum += sums[0]
+        self._log_value_sum += sums[1]
 
     @property
     def n_obs(self) -> int:
@@ -90,4 +95,6 @@ class RunningMatrixStats:
             n_nonfinite=self._n_nonfinite,
             seen=n_detected > 0,
             n_detected=n_detected,
+            value_sum=self._value_sum.copy(),
+            log_value_sum=self._log_value_sum.copy(),
         )

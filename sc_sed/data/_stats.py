@@ -32,6 +32,10 @@ class MatrixStats:
         ``(n_vars,)`` bool: the feature is non-zero in at least one row.
     n_detected
         ``(n_vars,)`` int: rows in which the feature is non-zero.
+    value_sum, log_value_sum
+        ``(n_vars,)`` float64: sums of each feature's non-zero (finite) values and of
+        ``log |value|`` over them (the value head's starting locations); None in
+        statistics made before they existed.
     """
 
     n_obs: int
@@ -44,6 +48,8 @@ class MatrixStats:
     n_nonfinite: int
     seen: np.ndarray
     n_detected: np.ndarray
+    value_sum: np.ndarray | None = None
+    log_value_sum: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """Plain-dict form (for the scvi-tools registry)."""
@@ -127,6 +133,30 @@ def value_flags(data: np.ndarray) -> tuple[int, bool, float]:
     return int((~finite).sum()), bool(np.all(values == np.round(values))), float(values.min())
 
 
+def value_sums(csr: sp.csr_matrix | sp.csc_matrix, n_vars: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature sums of the finite stored values and of ``log |value|`` (zeros dropped).
+
+    Parameters
+    ----------
+    csr
+        A CSR (features are column indices) or CSC block without explicit zeros.
+    n_vars
+        Number of features (columns).
+
+    Returns
+    -------
+    ``(value_sum, log_value_sum)``, each ``(n_vars,)`` float64.
+    """
+    coo = csr.tocoo()
+    data = coo.data.astype(np.float64)
+    finite = np.isfinite(data)
+    cols, data = coo.col[finite], data[finite]
+    return (
+        np.bincount(cols, weights=data, minlength=n_vars),
+        np.bincount(cols, weights=np.log(np.abs(data)), minlength=n_vars),
+    )
+
+
 def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     """Summarise a matrix without densifying it.
 
@@ -147,6 +177,7 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     """
     n_obs, n_vars = x.shape
     n_detected = np.zeros(n_vars, dtype=np.int64)
+    value_sum, log_value_sum = np.zeros(n_vars), np.zeros(n_vars)
     row_nnz = np.zeros(n_obs, dtype=np.int64)
     is_int, min_value, n_bad, offset = True, 0.0, 0, 0
     by_column = (sp.issparse(x) and x.format == "csc") or _backed_format(x) == "csc"
@@ -159,9 +190,14 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         if by_column:  # rows are counted from the row indices, features from indptr
             row_nnz += np.bincount(chunk.indices, minlength=n_obs)
             n_detected[span] = np.diff(chunk.indptr)
+            sums = value_sums(chunk, chunk.shape[1])
+            value_sum[span], log_value_sum[span] = sums
         else:  # row lengths come from indptr, O(rows)
             row_nnz[span] = np.diff(chunk.indptr)
             n_detected += np.bincount(chunk.indices, minlength=n_vars)
+            sums = value_sums(chunk, n_vars)
+            value_sum += sums[0]
+            log_value_sum += sums[1]
         offset = span.stop
     seen = n_detected > 0
     return MatrixStats(
@@ -175,4 +211,6 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         n_nonfinite=n_bad,
         seen=seen,
         n_detected=n_detected,
+        value_sum=value_sum,
+        log_value_sum=log_value_sum,
     )

@@ -393,9 +393,15 @@ def check_codes(tensors: dict, conditions: list, trained: bool, path: Path) -> n
     return codes
 
 
-#: SEDModel arguments whose default changed from False to True after format version 1 was
-#: introduced; a saved model without them was built (and trained) with False.
-PRE_HAZARD_DEFAULTS = ("hazard_init", "current_block_hazard")
+#: SEDModel arguments added or given a new default after format version 1 was introduced,
+#: with the value a saved model that does not name them was built (and trained) with.
+EARLIER_DEFAULTS = {
+    "hazard_init": False,
+    "current_block_hazard": False,
+    "n_encoder_pcs": 0,
+    "context_width": 0,
+    "value_latent_term": "none",
+}
 
 
 def restore_model(model_cls: type, saved: SavedModel, adata: Any):
@@ -403,9 +409,9 @@ def restore_model(model_cls: type, saved: SavedModel, adata: Any):
     doc, json_path = saved.doc, saved.paths["model"]
     params = doc["init_params"]
     kwargs = dict(params["kwargs"].get("module_kwargs", {}))
-    for key in PRE_HAZARD_DEFAULTS:  # saved before these defaults changed: as trained
+    for key, value in EARLIER_DEFAULTS.items():  # saved before these defaults: as trained
         if key not in params["non_kwargs"] and key not in kwargs:
-            kwargs[key] = False
+            kwargs[key] = value
     try:
         model = model_cls(adata or None, registry=doc["registry"], **params["non_kwargs"], **kwargs)
     except (TypeError, ValueError, KeyError) as err:

@@ -51,10 +51,15 @@ def combined_stats(registry: dict) -> dict:
         "min_value": min(b["min_value"] for b in blocks),
         "n_nonfinite": sum(b["n_nonfinite"] for b in blocks),
         "seen": np.concatenate([np.asarray(b["seen"]) for b in blocks]),
-        "n_detected": None
-        if any(b.get("n_detected") is None for b in blocks)
-        else np.concatenate([np.asarray(b["n_detected"]) for b in blocks]),
+        **{key: _joined(blocks, key) for key in ("n_detected", "value_sum", "log_value_sum")},
     }
+
+
+def _joined(blocks: list[dict], key: str) -> np.ndarray | None:
+    """Join the blocks' per-feature arrays ``key`` end to end (None if a block lacks it)."""
+    if any(b.get(key) is None for b in blocks):
+        return None
+    return np.concatenate([np.asarray(b[key]) for b in blocks])
 
 
 def _check_modalities(mdata: MuData, modalities: Sequence[str] | None) -> list[str]:

@@ -89,6 +89,31 @@ def _detection_rate(stats: dict) -> torch.Tensor | None:
     return torch.as_tensor(np.asarray(n_detected), dtype=torch.float32) / stats["n_obs"]
 
 
+#: Value transform of the encoder's principal components, by value likelihood.
+SPECTRAL_TRANSFORMS = {
+    "ztnb": "lognorm",
+    "ztpoisson": "lognorm",
+    "lognormal": "log1p",
+    "gaussian": "identity",
+}
+
+
+def _n_components(n_encoder_pcs: int, stats: dict) -> int:
+    """Principal components the encoder reads: as asked, at most ``min(rows, features) - 1``."""
+    if isinstance(n_encoder_pcs, bool) or not isinstance(n_encoder_pcs, int) or n_encoder_pcs < 0:
+        msg = f"n_encoder_pcs must be a non-negative integer (0: none), got {n_encoder_pcs!r}."
+        raise ValueError(msg)
+    return max(0, min(n_encoder_pcs, int(stats["n_obs"]) - 1, int(stats["n_vars"]) - 1))
+
+
+def _value_sums(stats: dict) -> tuple[torch.Tensor, ...] | None:
+    """Per-feature non-zero counts and value sums of the registry (None for old registries)."""
+    sums = [stats.get(k) for k in ("n_detected", "value_sum", "log_value_sum")]
+    if any(v is None for v in sums):
+        return None
+    return tuple(torch.as_tensor(np.asarray(v)) for v in sums)
+
+
 class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
@@ -141,6 +166,28 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         0.95 in two training seeds), while the generated cells' MMD went 0.037 → 0.059
         with one seed and 0.022 → 0.021 with the other (``benchmarks/README.md``): too
         few runs to change the default, so it is off.
+    n_encoder_pcs
+        The encoder also reads each row's scores on this many principal components of the
+        registered rows (``normalize_total`` + ``log1p`` for counts, ``log1p`` for other
+        non-negative data, the values for signed data), fitted once when training starts
+        (:func:`~sc_sed.data.sparse_pca` on up to 10,000 rows) and saved with the model;
+        at most ``min(rows, features) - 1``; 0 for none. A mean-pooled set encoder learns
+        which features a row holds only through per-feature embeddings, slowly at 20k
+        features; with the components its latent separates cell types from the first step.
+        Models saved before this option load with 0.
+    context_width
+        Width of the SiLU hidden layer on the decoder's direct path from the latent to
+        every feature (the index head's per-feature logits and, through them, the value
+        head); 0 keeps that path linear (rank ``context_rank`` in the factorised head).
+        Models saved before this default load with 0.
+    value_latent_term
+        ``"tied"``: each feature's value law gets its own location and dispersion offsets
+        (starting at the feature's mean non-zero value) and a latent term on its location,
+        its detection term in the index head times a per-feature scale, so one per-row
+        score of a feature drives whether it is detected and how large it is;
+        ``"free"``: the latent term has its own per-feature weights on the context
+        features; ``"none"``: the value law depends on the row only through the decoder's
+        hidden state (the behaviour of models saved before this option, which load so).
     %(diffusion)s
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` arguments.
@@ -176,6 +223,9 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         hazard_init: bool = True,
         current_block_hazard: bool = True,
         encoder_size_features: bool = False,
+        n_encoder_pcs: int = 32,
+        context_width: int = 128,
+        value_latent_term: Literal["tied", "free", "none"] = "tied",
         kl_weight: float = 1e-6,
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         cond_dropout: float = 0.1,
@@ -210,6 +260,11 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             hazard_init=hazard_init,
             current_block_hazard=current_block_hazard,
             encoder_size_features=encoder_size_features,
+            n_spectral=_n_components(n_encoder_pcs, stats),
+            spectral_transform=SPECTRAL_TRANSFORMS[self.value_likelihood_],
+            context_width=context_width,
+            value_latent_term=value_latent_term,
+            value_sums=_value_sums(stats),
             n_cats_per_cond=[c.n_cats for c in self._conditions],
             denoiser_widths=denoiser_widths,
             cond_dropout=cond_dropout,

@@ -11,7 +11,7 @@ from torch.distributions import Normal, kl_divergence
 
 from sc_sed._docs import docs
 from sc_sed._vocab import TokenVocabulary
-from sc_sed.nn import ARDecoder, SetEncoder
+from sc_sed.nn import ARDecoder, SetEncoder, SpectralFeatures, value_locations
 
 from ._diffusion import LatentDiffusion
 
@@ -67,16 +67,31 @@ class SEDModule(BaseModuleClass):
         that one of its *remaining* features is detected (an exact two-level hazard)
         instead of its whole-block logit.
     context_width
-        Width of the hidden layer on the index head's direct path from the latent to every
-        feature's logit (SiLU, like scVI's decoder); 0 keeps that path linear (rank
-        ``context_rank`` in the factorised head). At the 20k-gene bladder CPU preset 128
-        did not make the cells more clearly their type (``benchmarks/README.md``), so the
-        default is 0.
+        Width of the hidden layer on the decoder's direct path from the latent to every
+        feature (SiLU, like scVI's decoder), read by the index head's per-feature logits
+        and, with a ``"free"`` value latent term, by the value head; 0 keeps that path linear (rank
+        ``context_rank`` in the factorised head).
     context_rank
         Factorised head with ``context_width=0``: rank of the linear path from the latent
         to every feature's logit (``n_features × context_rank`` weights). At the bladder
         CPU preset 32 gave much better cells with one training seed and a decoder that
         ignored the latent with the other (``benchmarks/README.md``), so the default is 8.
+    value_latent_term
+        ``"tied"`` (default) or ``"free"``: per-feature value parameters (each feature's
+        own location and dispersion offsets) and a term of the latent on each feature's
+        location, tied to its detection term or free (see :class:`~sc_sed.nn.ValueHead`);
+        ``"none"``: the value law depends on the row only through the hidden state.
+    value_sums
+        ``(n_detected, value_sum, log_value_sum)``, each ``(D,)``: the training rows'
+        non-zero counts, value sums and log-value sums per feature; with a value latent
+        term each feature's value law starts at the location they give
+        (:func:`~sc_sed.nn.value_locations`).
+    n_spectral
+        The encoder also reads each row's scores on this many principal components of the
+        training rows (:class:`~sc_sed.nn.SpectralFeatures`; fit them with
+        ``encoder.spectral.set_components`` before training); 0 for none.
+    spectral_transform
+        Value transform before those components (``"lognorm"`` for counts).
     n_cats_per_cond
         Categories of each conditioning covariate of the diffusion.
     n_embed
@@ -113,8 +128,12 @@ class SEDModule(BaseModuleClass):
         detection_rate: torch.Tensor | None = None,
         hazard_init: bool = True,
         current_block_hazard: bool = True,
-        context_width: int = 0,
+        context_width: int = 128,
         context_rank: int = 8,
+        value_latent_term: str = "tied",
+        value_sums: Sequence[torch.Tensor] | None = None,
+        n_spectral: int = 0,
+        spectral_transform: str = "lognorm",
         n_cats_per_cond: Sequence[int] = (),
         denoiser_widths: Sequence[int] = (512, 512, 256, 128),
         n_embed: int = 128,
@@ -130,17 +149,24 @@ class SEDModule(BaseModuleClass):
         self.n_latent = n_latent
         self.vocab = TokenVocabulary(n_features)
         self.kl_weight = kl_weight
+        spectral = (
+            SpectralFeatures(n_features, n_spectral, spectral_transform) if n_spectral else None
+        )
         self.encoder = SetEncoder(
             n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base,
-            n_features if learned_index_embedding else None, encoder_size_features,
+            n_features if learned_index_embedding else None, encoder_size_features, spectral,
         )  # fmt: skip
         self.decoder = ARDecoder(
             n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
             n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
             learned_index_embedding, current_block_hazard, context_width, context_rank,
+            value_latent_term,
         )  # fmt: skip
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)
+        if value_latent_term != "none" and value_sums is not None:
+            location = value_locations(value_likelihood, *value_sums)
+            self.decoder.value_head.init_locations(location)
         self.diffusion = LatentDiffusion(
             n_latent, n_cats_per_cond, denoiser_widths, n_embed, denoiser_dropout,
             cond_dropout, self_cond_prob, logsnr_min, logsnr_max,

@@ -6,7 +6,8 @@ from ._denoiser import LatentDenoiser, ResidualBlock
 from ._embeddings import IndexEmbedding, NoiseLevelEmbedding, ValueEmbedding, sinusoidal
 from ._encoder import SetEncoder
 from ._heads import FactorisedIndexHead, FlatIndexHead, IndexHead, make_index_head
-from ._likelihoods import ValueHead, sample_gamma
+from ._likelihoods import ValueHead, sample_gamma, value_locations
+from ._spectral import SpectralFeatures, transform_values
 
 __all__ = [
     "ARDecoder",
@@ -20,10 +21,13 @@ __all__ = [
     "NoiseLevelEmbedding",
     "ResidualBlock",
     "SetEncoder",
+    "SpectralFeatures",
     "TransformerBlock",
     "ValueEmbedding",
     "ValueHead",
     "make_index_head",
     "sample_gamma",
     "sinusoidal",
+    "transform_values",
+    "value_locations",
 ]

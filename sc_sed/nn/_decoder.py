@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -11,7 +13,14 @@ from ._attention import TransformerBlock
 from ._decoding import decode
 from ._embeddings import IndexEmbedding, ValueEmbedding, sinusoidal
 from ._heads import make_index_head
-from ._likelihoods import ValueHead, ValueLikelihood
+from ._likelihoods import ValueHead, ValueLatentTerm, ValueLikelihood
+
+
+class LatentTerms(NamedTuple):
+    """What a row's latent contributes directly to the heads, computed once per row."""
+
+    index: tuple[torch.Tensor, ...] | None  # the index head's context_terms
+    features: torch.Tensor | None  # context features, for a "free" value latent term
 
 
 class ARDecoder(nn.Module):
@@ -66,6 +75,11 @@ class ARDecoder(nn.Module):
     context_rank
         Factorised head only: rank of that linear path's per-feature term (see
         :class:`~sc_sed.nn.FactorisedIndexHead`).
+    value_latent_term
+        ``"tied"`` or ``"free"``: the value head gets per-feature parameters (each
+        feature's own location and dispersion offsets) and a term of the latent on each
+        feature's location, tied to that feature's detection term in the index head or
+        free (see :class:`ValueHead`); ``"none"``: neither.
     """
 
     def __init__(
@@ -87,6 +101,7 @@ class ARDecoder(nn.Module):
         current_block_hazard: bool = False,
         context_width: int = 0,
         context_rank: int = 8,
+        value_latent_term: ValueLatentTerm = "none",
     ):
         super().__init__()
         self.n_features = n_features
@@ -113,7 +128,13 @@ class ARDecoder(nn.Module):
             current_block_hazard=current_block_hazard, context_width=context_width,
             context_rank=context_rank,
         )  # fmt: skip
-        self.value_head = ValueHead(n_hidden, value_likelihood)
+        self.value_head = ValueHead(
+            n_hidden,
+            value_likelihood,
+            n_features if value_latent_term != "none" else 0,
+            value_latent_term,
+            self.index_head.n_context_features,
+        )
 
     # -- embedding ---------------------------------------------------------------------
     def embed(
@@ -134,6 +155,27 @@ class ARDecoder(nn.Module):
             x = torch.where(drop.unsqueeze(-1), self.mask_token.expand_as(x), x)
         z_in = z_in.reshape(z_in.shape[0], *([1] * (index.dim() - 1)), z_in.shape[-1])
         return x + sinusoidal(step, self.n_hidden) + z_in
+
+    def latent_terms(self, z: torch.Tensor) -> LatentTerms:
+        """Per-row terms of the latents ``(batch, [1, ...,] n_latent)`` for both heads."""
+        head = self.index_head
+        features = head.context_features(z) if self.value_head.latent_term == "free" else None
+        return LatentTerms(head.context_terms(z), features)
+
+    def value_params(
+        self, h: torch.Tensor, feature: torch.Tensor, terms: LatentTerms
+    ) -> torch.Tensor:
+        """Raw value-law parameters for the chosen ``feature`` ids (valid ids only).
+
+        ``terms`` are :meth:`latent_terms` of the rows' latents (one per row of
+        ``feature``'s leading dimension).
+        """
+        embedding = self.index_embedding(feature)
+        if self.value_head.latent_term == "tied":
+            context = self.index_head.feature_terms(terms.index, feature)
+        else:
+            context = terms.features
+        return self.value_head(h, embedding, feature, context)
 
     def make_memory(self, z: torch.Tensor) -> torch.Tensor:
         """``(batch, n_memory, n_hidden)`` memory tokens from ``z``."""
@@ -193,10 +235,11 @@ class ARDecoder(nn.Module):
         target_mask = pair_mask | (tgt_i == end)
         target = torch.where(target_mask, tgt_i, end)
         last = torch.where(self.vocab.is_feature(inp_i), inp_i, -1)
+        terms = self.latent_terms(z.unsqueeze(1))
         index_logp, guess = self.index_head.log_prob(
-            h, target, last, allowed, z.unsqueeze(1), return_argmax=True
+            h, target, last, allowed, return_argmax=True, context_terms=terms.index
         )
-        params = self.value_head(h, self.index_embedding(torch.where(pair_mask, tgt_i, 0)))
+        params = self.value_params(h, torch.where(pair_mask, tgt_i, 0), terms)
         value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, 1.0))
         return {
             "index_logp": torch.where(target_mask, index_logp, 0.0),

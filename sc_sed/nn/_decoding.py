@@ -56,11 +56,10 @@ def decode(
         for step in range(max_length):
             h = step_fn() if step_fn is not None else state.hidden(decoder, step)
             next_id = decoder.index_head.sample(
-                h, state.last, tables=state.tables, context_terms=state.context_terms,
+                h, state.last, tables=state.tables, context_terms=state.terms.index,
                 generator=generator, temperature=temperature, greedy=greedy,
             )  # fmt: skip
-            feature = decoder.index_embedding(next_id.clamp_max(vocab.end - 1))
-            params = decoder.value_head(h, feature)
+            params = decoder.value_params(h, next_id.clamp_max(vocab.end - 1), state.terms)
             next_value = decoder.value_head.sample(params, generator=generator, greedy=greedy)
             state.record(next_id, next_value, step)
             if (step + 1) % check_every == 0 and state.finished_or_compacted():
@@ -116,7 +115,7 @@ class _DecodeState:
         memory = decoder.make_memory(z)
         self.memory_kv = [block.cross_attn.project_kv(memory) for block in decoder.blocks]
         self.z_in = decoder.latent_input(z)
-        self.context_terms = decoder.index_head.context_terms(z)
+        self.terms = decoder.latent_terms(z)  # per row, kept through compaction
         self.caches = [self._cache(decoder, n_rows, max_length, cache_dtype, device)
                        for _ in decoder.blocks] if use_cache else []  # fmt: skip
         self.rows = torch.arange(n_rows, device=device)  # original row of each active row
@@ -209,8 +208,11 @@ class _DecodeState:
         )
         for name in per_row:
             setattr(self, name, getattr(self, name).index_select(0, kept_rows))
-        if self.context_terms is not None:
-            self.context_terms = tuple(t.index_select(0, kept_rows) for t in self.context_terms)
+        index, features = self.terms
+        self.terms = type(self.terms)(
+            None if index is None else tuple(t.index_select(0, kept_rows) for t in index),
+            None if features is None else features.index_select(0, kept_rows),
+        )
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(index, value, n_nonzero)`` trimmed to the longest generated row."""

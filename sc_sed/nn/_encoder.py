@@ -7,6 +7,7 @@ from torch import nn
 
 from ._attention import TransformerBlock
 from ._embeddings import IndexEmbedding, ValueEmbedding
+from ._spectral import SpectralFeatures
 
 
 class SetEncoder(nn.Module):
@@ -45,6 +46,9 @@ class SetEncoder(nn.Module):
         code (see :class:`IndexEmbedding`); None for the sinusoidal code only.
     size_features
         Give the head the row's size (see above) beside the pooled tokens.
+    spectral
+        Give the head the row's scores on principal components of the training rows
+        (a :class:`SpectralFeatures`, fitted before training) beside the pooled tokens.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class SetEncoder(nn.Module):
         index_base: float = 10_000.0,
         n_features: int | None = None,
         size_features: bool = False,
+        spectral: SpectralFeatures | None = None,
     ):
         super().__init__()
         self.index_embedding = IndexEmbedding(n_hidden, index_base, n_features)
@@ -68,7 +73,9 @@ class SetEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(n_hidden)
         self.size_features = size_features
-        self.head = nn.Linear(n_hidden + (2 if size_features else 0), 2 * n_latent)
+        self.spectral = spectral
+        n_extra = (2 if size_features else 0) + (spectral.n_components if spectral else 0)
+        self.head = nn.Linear(n_hidden + n_extra, 2 * n_latent)
 
     def forward(
         self, index: torch.Tensor, value: torch.Tensor, mask: torch.Tensor
@@ -96,9 +103,12 @@ class SetEncoder(nn.Module):
             x = block(x, key_mask=mask)
         x = self.norm(x)
         weights = mask.unsqueeze(-1).to(x.dtype)
-        pooled = (x * weights).sum(1) / weights.sum(1)
+        pooled = [(x * weights).sum(1) / weights.sum(1)]
         if self.size_features:
-            pooled = torch.cat([pooled, row_size(value, mask[:, 1:]).to(pooled.dtype)], dim=-1)
+            pooled.append(row_size(value, mask[:, 1:]))
+        if self.spectral is not None:
+            pooled.append(self.spectral(index, value, mask[:, 1:]))
+        pooled = torch.cat([p.to(pooled[0].dtype) for p in pooled], dim=-1)
         mu, logvar = self.head(pooled).chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 8.0)
 

@@ -148,6 +148,19 @@ class IndexHead(nn.Module):
     """
 
     n_features: int
+    #: Size of :meth:`context_features` (0 without a context).
+    n_context_features: int = 0
+
+    def context_features(self, context: torch.Tensor | None) -> torch.Tensor | None:
+        """Per-row features of the context that the per-feature context weights read.
+
+        ``(..., n_context_features)``: the hidden layer's output with ``context_width``,
+        else the context's linear map (factorised head) or the context itself (flat head).
+        Other heads of the decoder (the value head) can read the same features, so one
+        representation of the row serves "which features" and "how much of each".
+        None without a context.
+        """
+        raise NotImplementedError
 
     def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
         """Per-row terms of the context (latent) on the logits; constant over a decoded row.
@@ -180,6 +193,7 @@ class IndexHead(nn.Module):
         context: torch.Tensor | None = None,
         *,
         return_argmax: bool = False,
+        context_terms: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of ``target`` ids.
 
@@ -198,10 +212,35 @@ class IndexHead(nn.Module):
             (e.g. ``(batch, 1, n_context)`` for ``(batch, length, n_hidden)`` states).
         return_argmax
             Also return the most likely id (for accuracy monitoring).
+        context_terms
+            The result of :meth:`context_terms` (replaces ``context``; lets a caller that
+            also needs them compute them once).
 
         Returns
         -------
         ``(...)`` log-probabilities (and the argmax ids).
+        """
+        raise NotImplementedError
+
+    def feature_terms(
+        self, context_terms: tuple[torch.Tensor, ...] | None, feature: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Each row's latent term on the logit of the chosen ``feature`` ids.
+
+        The part of :meth:`context_terms` that belongs to one feature (without its bias):
+        how much the row's latent raises or lowers that feature's detection hazard. The
+        value head reads it to tie "how much of a feature" to "whether it is there".
+
+        Parameters
+        ----------
+        context_terms
+            :meth:`context_terms` of ``(batch, ...)`` contexts (one per row).
+        feature
+            ``(batch, ...)`` valid feature ids (``< n_features``).
+
+        Returns
+        -------
+        ``feature``-shaped terms, or None without a context.
         """
         raise NotImplementedError
 
@@ -259,6 +298,7 @@ class FlatIndexHead(IndexHead):
             self.context_proj = nn.Sequential(hidden, out)
         elif n_context:
             self.context_proj = nn.Linear(n_context, n_features, bias=False)
+        self.n_context_features = self.context_width or n_context
 
     @torch.no_grad()
     def init_hazards(self, rate: torch.Tensor) -> None:
@@ -274,11 +314,19 @@ class FlatIndexHead(IndexHead):
         ids = torch.arange(self.n_features, device=device)
         return _FlatTables(ids, None if allowed is None else allowed.to(device))
 
-    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
-        """``(context_proj(context),)``, or None without a context; see :class:`IndexHead`."""
+    def context_features(self, context: torch.Tensor | None) -> torch.Tensor | None:
+        """Return the hidden layer's output (``context_width``) or the context itself; see :class:`IndexHead`."""
         if self.context_proj is None or context is None:
             return None
-        return (self.context_proj(context),)
+        return self.context_proj[0](context) if self.context_width else context
+
+    def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """``(context_proj(context),)``, or None without a context; see :class:`IndexHead`."""
+        features = self.context_features(context)
+        if features is None:
+            return None
+        out = self.context_proj[1] if self.context_width else self.context_proj
+        return (out(features),)
 
     def _logits_and_valid(self, h, last, tables, terms):
         valid = tables.ids > last.unsqueeze(-1)
@@ -295,17 +343,29 @@ class FlatIndexHead(IndexHead):
         last: torch.Tensor,
         allowed: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
+        *,
+        context_terms: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """``(..., D + 1)`` log-probabilities of every id (``-inf`` where invalid)."""
         tables = self.prepare(allowed, h.device)
-        logits, valid = self._logits_and_valid(h, last, tables, self.context_terms(context))
+        terms = self.context_terms(context) if context_terms is None else context_terms
+        logits, valid = self._logits_and_valid(h, last, tables, terms)
         return hazard_log_probs(logits, valid)
 
-    def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
+    def log_prob(
+        self, h, target, last, allowed=None, context=None, *, return_argmax=False,
+        context_terms=None,
+    ):  # fmt: skip
         """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""
-        logp = self.log_probs(h, last, allowed, context)
+        logp = self.log_probs(h, last, allowed, context, context_terms=context_terms)
         target_logp = _gather_last(logp, target)
         return (target_logp, logp.argmax(-1)) if return_argmax else target_logp
+
+    def feature_terms(self, context_terms, feature):
+        """Return the latent's term of each chosen feature; see :meth:`IndexHead.feature_terms`."""
+        if context_terms is None:
+            return None
+        return _gather_features(context_terms[0], feature)
 
     def sample(
         self, h, last, allowed=None, context=None, *,
@@ -399,6 +459,7 @@ class FactorisedIndexHead(IndexHead):
             self.context_offset = nn.Parameter(
                 torch.zeros(self.n_blocks, self.block_size, context_rank)
             )
+            self.n_context_features = context_rank
         # per-feature offset bias: each feature's own base hazard (see init_hazards)
         self.offset_bias = nn.Parameter(torch.zeros(self.n_blocks, self.block_size))
 
@@ -433,6 +494,12 @@ class FactorisedIndexHead(IndexHead):
         block_last_id = torch.where(last_offset >= 0, first_id + last_offset, -1)
         return _FactorisedTables(table, block_last_id, offsets)
 
+    def context_features(self, context: torch.Tensor | None) -> torch.Tensor | None:
+        """Apply the context's hidden layer (``context_width``) or rank-``context_rank`` map; see :class:`IndexHead`."""
+        if self.context_rank is None or context is None:
+            return None
+        return self.context_rank(context)
+
     def context_terms(self, context: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
         """Block-logit term and per-row offset-bias table of the context (None without one).
 
@@ -441,9 +508,9 @@ class FactorisedIndexHead(IndexHead):
         then gathers one block of it instead of contracting a ``(block_size, rank)`` slice
         of :attr:`context_offset` per token (``rank`` times the work and memory).
         """
-        if self.context_block is None or context is None:
+        low_rank = self.context_features(context)  # (..., rank or width)
+        if low_rank is None:
             return None
-        low_rank = self.context_rank(context)  # (..., rank or width)
         flat = self.context_offset.view(self.n_blocks * self.block_size, -1)
         table = (low_rank @ flat.T).view(*low_rank.shape[:-1], self.n_blocks, self.block_size)
         block = self.context_block(low_rank if self.context_width else context)
@@ -510,9 +577,13 @@ class FactorisedIndexHead(IndexHead):
         pairs = (block_logp[..., :-1, None] + offset_logp).flatten(-2)[..., : self.n_features]
         return torch.cat([pairs, block_logp[..., -1:]], dim=-1)
 
-    def log_prob(self, h, target, last, allowed=None, context=None, *, return_argmax=False):
+    def log_prob(
+        self, h, target, last, allowed=None, context=None, *, return_argmax=False,
+        context_terms=None,
+    ):  # fmt: skip
         """Log-probability of ``target`` ids; see :meth:`IndexHead.log_prob`."""
-        tables, terms = self.prepare(allowed, h.device), self.context_terms(context)
+        tables = self.prepare(allowed, h.device)
+        terms = self.context_terms(context) if context_terms is None else context_terms
         block_logp = hazard_log_probs(*self._block_logits(h, last, tables, terms))
         is_end = target >= self.n_features
         block = torch.where(is_end, self.n_blocks, target // self.block_size)
@@ -524,6 +595,13 @@ class FactorisedIndexHead(IndexHead):
         if not return_argmax:
             return target_logp
         return target_logp, self._most_likely(h, last, tables, block_logp, terms)
+
+    def feature_terms(self, context_terms, feature):
+        """Return the latent's term of each chosen feature; see :meth:`IndexHead.feature_terms`."""
+        if context_terms is None:
+            return None
+        with_bias = _gather_features(context_terms[1], feature)  # the table holds the bias
+        return with_bias - self.offset_bias.view(-1)[feature]
 
     def _most_likely(self, h, last, tables, block_logp, terms):
         block = block_logp.argmax(-1)
@@ -562,6 +640,16 @@ def _gather_blocks(table: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     table = table.reshape(table.shape[0], *table.shape[-2:])
     rows = torch.arange(block.shape[0], device=block.device)
     return table[rows.view(-1, *([1] * (block.dim() - 1))), block]
+
+
+def _gather_features(table: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    """``table[row, feature[row, ...]]`` of a per-row table over (padded) feature ids.
+
+    ``table`` is ``(batch, [1, ...,] n)`` or ``(batch, [1, ...,] n_blocks, block_size)``
+    (flattened to ids), ``feature`` ``(batch, ...)``; the result has ``feature``'s shape.
+    """
+    table = table.reshape(table.shape[0], -1)
+    return table.gather(1, feature.reshape(feature.shape[0], -1)).view(feature.shape)
 
 
 def _context_layer(n_context: int, width: int) -> nn.Module:

@@ -69,8 +69,86 @@ def sample_gamma(
     return torch.where(boost, out * u.clamp_min(1e-30) ** (1.0 / concentration), out)
 
 
+#: Bound on the detection term a tied value term reads (odds ratios beyond e^8 saturate).
+TIED_TERM_BOUND = 8.0
+
+
+def soft_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """``bound · tanh(x / bound)``: ``x`` near 0, smoothly limited to ``(-bound, bound)``."""
+    return bound * torch.tanh(x / bound)
+
+
+def clamp_through(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``x.clamp(low, high)`` in the forward pass, the identity's gradient in the backward.
+
+    A plain clamp gives a parameter that left the range no gradient, so it can never come
+    back: a log-mean stuck above the range keeps generating counts of ``e^high`` where the
+    data have ones (seen with a latent term on the value location). The values, and
+    hence trained models' outputs, are those of the plain clamp.
+    """
+    return x + (x.clamp(low, high) - x).detach()
+
+
+def value_locations(
+    likelihood: ValueLikelihood,
+    n_detected: torch.Tensor,
+    value_sum: torch.Tensor,
+    log_value_sum: torch.Tensor,
+) -> torch.Tensor:
+    """Per-feature starting location of the value law from training sums over non-zeros.
+
+    Parameters
+    ----------
+    likelihood
+        The value likelihood.
+    n_detected
+        ``(D,)`` number of non-zero entries of each feature.
+    value_sum, log_value_sum
+        ``(D,)`` sums of the non-zero values and of their logs (``log |value|``).
+
+    Returns
+    -------
+    ``(D,)`` float32: for counts the log-rate ``log mu`` of the zero-truncated Poisson
+    whose mean is the feature's mean non-zero value (solved by Newton's method, from
+    above, on ``mu = m (1 - exp(-mu))``); for ``"lognormal"`` the mean log value; for
+    ``"gaussian"`` the mean value. Features never non-zero get 0.
+    """
+    n = torch.as_tensor(n_detected, dtype=torch.float64)
+    seen = n > 0
+    mean = torch.where(seen, torch.as_tensor(value_sum, dtype=torch.float64) / n.clamp_min(1), 0.0)
+    if likelihood == "gaussian":
+        return mean.float()
+    if likelihood == "lognormal":
+        log_sum = torch.as_tensor(log_value_sum, dtype=torch.float64)
+        return torch.where(seen, log_sum / n.clamp_min(1), 0.0).float()
+    m = mean.clamp_min(1 + 1e-4)
+    mu = m.clone()  # f(mu) = mu - m (1 - e^-mu) is convex: Newton from the right converges
+    for _ in range(60):
+        mu = (mu - (mu - m * -torch.expm1(-mu)) / (1 - m * torch.exp(-mu))).clamp_min(1e-8)
+    return torch.where(seen, torch.log(mu), 0.0).clamp(-10.0, 10.0).float()
+
+
+ValueLatentTerm = Literal["none", "tied", "free"]
+
+
 class ValueHead(nn.Module):
     """Parameters of the value distribution from the hidden state and the chosen index.
+
+    An MLP reads the hidden state and the embedding of the chosen feature. With
+    ``n_features`` each feature also gets its own offset of every parameter (e.g. a
+    gene's typical count and its own dispersion) and, with a ``latent_term``, a per-row
+    term on its location, the direct path from the latent to "how much of feature ``j``"
+    that scVI's decoder has (without it the location depends on the row only through the
+    decoder's hidden state; ``benchmarks/README.md``, "Counts that ignored the cell"):
+
+    * ``"tied"``: ``a_j · s_j``, with ``s_j`` the latent's term on feature ``j``'s
+      detection logit in the index head (:meth:`~sc_sed.nn.IndexHead.feature_terms`) and
+      one learned scale ``a_j`` per feature: one per-row score of each feature drives both
+      whether it is detected and how large it is, as one rate does in a negative binomial;
+    * ``"free"``: ``w_j · c`` for the row's context features ``c``
+      (:meth:`~sc_sed.nn.IndexHead.context_features`), ``n_context`` weights per feature.
+
+    The latent terms start at zero.
 
     Parameters
     ----------
@@ -80,9 +158,22 @@ class ValueHead(nn.Module):
         ``"ztnb"`` (zero-truncated negative binomial, counts), ``"ztpoisson"``
         (zero-truncated Poisson, counts), ``"lognormal"`` (positive reals) or
         ``"gaussian"`` (real values).
+    n_features
+        Number of features for the per-feature parameters (0: none, and no latent term).
+    latent_term
+        ``"none"``, ``"tied"`` or ``"free"`` (see above; needs ``n_features``).
+    n_context
+        Size of the context features of a ``"free"`` latent term.
     """
 
-    def __init__(self, n_hidden: int, likelihood: ValueLikelihood = "ztnb"):
+    def __init__(
+        self,
+        n_hidden: int,
+        likelihood: ValueLikelihood = "ztnb",
+        n_features: int = 0,
+        latent_term: ValueLatentTerm = "none",
+        n_context: int = 0,
+    ):
         super().__init__()
         if likelihood not in ("ztnb", "ztpoisson", "lognormal", "gaussian"):
             msg = (
@@ -90,28 +181,90 @@ class ValueHead(nn.Module):
                 "'lognormal', 'gaussian' or 'auto'."
             )
             raise ValueError(msg)
+        if latent_term not in ("none", "tied", "free"):
+            msg = f"Unknown value latent term {latent_term!r}; use 'none', 'tied' or 'free'."
+            raise ValueError(msg)
+        if latent_term != "none" and not n_features:
+            raise ValueError("ValueHead: a latent term needs n_features (per-feature weights).")
+        if latent_term == "free" and not n_context:
+            raise ValueError("ValueHead: latent_term='free' needs n_context > 0.")
         self.likelihood = likelihood
+        self.latent_term = latent_term
         n_out = 1 if likelihood == "ztpoisson" else 2
         self.mlp = nn.Sequential(
             nn.Linear(2 * n_hidden, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out)
         )
+        self.feature_bias = self.context_weight = None
+        if n_features:
+            self.feature_bias = nn.Parameter(torch.zeros(n_features, n_out))
+        if latent_term == "tied":
+            self.context_weight = nn.Parameter(torch.zeros(n_features))
+        elif latent_term == "free":
+            self.context_weight = nn.Parameter(torch.zeros(n_features, n_context))
 
-    def forward(self, h: torch.Tensor, index_embedding: torch.Tensor) -> torch.Tensor:
-        """``(..., n_params)`` raw distribution parameters (float32, also under autocast)."""
-        return self.mlp(torch.cat([h, index_embedding], dim=-1)).float()
+    @torch.no_grad()
+    def init_locations(self, location: torch.Tensor) -> None:
+        """Start each feature's location parameter at ``location`` (``(n_features,)``).
+
+        The location is the log-mean of the untruncated count law, the mean of the log
+        (log-normal) or the mean (Gaussian); see :func:`value_locations`. The MLP's own
+        output bias is subtracted, so an untrained head predicts about these values.
+        """
+        if self.feature_bias is None:
+            raise RuntimeError("init_locations needs a ValueHead built with n_features.")
+        location = torch.as_tensor(location, dtype=torch.float32).to(self.feature_bias.device)
+        self.feature_bias[:, 0] = location - self.mlp[-1].bias[0]
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        index_embedding: torch.Tensor,
+        feature: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(..., n_params)`` raw distribution parameters (float32, also under autocast).
+
+        Parameters
+        ----------
+        h
+            ``(..., n_hidden)`` hidden states.
+        index_embedding
+            ``(..., n_hidden)`` embeddings of the chosen features.
+        feature
+            ``(...)`` ids of the chosen features (``< n_features``), for the per-feature
+            terms; None skips them.
+        context
+            What the latent term reads: ``"tied"``, the chosen features' detection terms
+            (``feature``-shaped); ``"free"``, per-row context features broadcastable to
+            ``(..., n_context)`` (e.g. ``(batch, 1, n_context)`` for ``(batch, length)``
+            ids). None skips the term.
+        """
+        params = self.mlp(torch.cat([h, index_embedding], dim=-1)).float()
+        if self.feature_bias is None or feature is None:
+            return params
+        params = params + self.feature_bias[feature]
+        if self.context_weight is None or context is None:
+            return params
+        weight = self.context_weight[feature]
+        if self.latent_term == "tied":
+            location = weight * soft_bound(context.float(), TIED_TERM_BOUND)
+        else:
+            location = (weight * context.float()).sum(-1)
+        return torch.cat([params[..., :1] + location.unsqueeze(-1), params[..., 1:]], dim=-1)
 
     def distribution(self, params: torch.Tensor) -> Distribution:
         """Return the untruncated value distribution (scvi-tools' NB with mu, theta; else torch's)."""
         if self.likelihood == "ztnb":
             log_mu, log_theta = params.unbind(-1)
             return NegativeBinomial(
-                mu=log_mu.clamp(-12, 12).exp(), theta=log_theta.clamp(-8, 12).exp()
+                mu=clamp_through(log_mu, -12, 12).exp(),
+                theta=clamp_through(log_theta, -8, 12).exp(),
             )
         if self.likelihood == "ztpoisson":
-            return Poisson(params[..., 0].clamp(-12, 12).exp(), validate_args=False)
+            return Poisson(clamp_through(params[..., 0], -12, 12).exp(), validate_args=False)
         loc, log_scale = params.unbind(-1)
         family = LogNormal if self.likelihood == "lognormal" else Normal
-        return family(loc, log_scale.clamp(-7, 5).exp(), validate_args=False)
+        return family(loc, clamp_through(log_scale, -7, 5).exp(), validate_args=False)
 
     def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of the (non-zero) values ``x``; same shape as ``x``.

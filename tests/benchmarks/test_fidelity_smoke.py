@@ -24,7 +24,9 @@ def smoke(tmp_path_factory):
 def test_fidelity_smoke_outputs(smoke):
     out, result = smoke
     data = json.loads((out / "fidelity.json").read_text())
-    assert list(data["methods"]) == ["real (train)", "sed", "thresholded", "scvi"]
+    assert list(data["methods"]) == [
+        "real (train)", "Poisson (label mean)", "sed", "thresholded", "scvi"
+    ]
     for entry in data["methods"].values():
         for key in ("library_size_w1", "detected_genes_w1", "gene_detection_pearson",
                     "gene_corr_pearson", "scc", "discriminability_auroc", "auroc_per_label"):  # fmt: skip
@@ -93,6 +95,23 @@ def test_pc_spread_sees_blurred_cells_and_off_axis_noise():
     noisy[:, 30:] += rng.poisson(3.0, size=(300, 10))  # genes real cells never have
     assert stats.pc_spread(real, sp.csr_matrix(noisy), genes, 3)["off_pc_norm_ratio"] > 1.3
     assert np.isnan(stats.pc_spread(real, again, np.arange(0))["pc_sd_ratio_mean"])
+
+
+def test_label_mean_poisson_keeps_labels_sizes_and_zeros():
+    stats = load_benchmark("_fidelity_stats")
+    rng = np.random.default_rng(0)
+    x = rng.poisson(3.0, size=(60, 12)).astype(np.float32)
+    labels = np.repeat(["a", "b", "c"], 20)
+    x[labels == "b", :4] = 0  # genes label b never has
+    rows = np.array([0, 25, 26, 45, 3, 21])  # mixed labels, not sorted
+    out = stats.label_mean_poisson(sp.csr_matrix(x), labels, rows, seed=1)
+    assert out.shape == (6, 12)
+    dense = out.toarray()
+    assert (dense[labels[rows] == "b", :4] == 0).all()  # exact zeros where the label has none
+    assert (dense[labels[rows] != "b", :4].sum() > 0)
+    big = stats.label_mean_poisson(sp.csr_matrix(x), labels, np.repeat(rows, 400), seed=1)
+    lib = big.toarray().sum(1).reshape(6, 400).mean(1)
+    np.testing.assert_allclose(lib, x[rows].sum(1), rtol=0.03)  # each row's library size
 
 
 def test_frame_puts_end_after_the_last_pair():

@@ -84,3 +84,24 @@ def test_quality_method_selection(tmp_path):
     assert list(data["methods"]) == ["thresholded"]
     assert data["methods"]["thresholded"]["train_shared_with"] is None
     assert data["targets"] == []  # the SED targets need SED
+
+
+def test_reshape_keeps_the_most_detected_genes_and_thins_counts():
+    import numpy as np
+    import scipy.sparse as sp
+
+    import sc_sed
+
+    q = load_benchmark("quality")
+    adata = sc_sed.datasets.synthetic_counts(n_cells=200, n_genes=40, seed=0)
+    data = q.Dataset("syn", adata, "counts", "cell_type", "synthetic")
+    x = sp.csr_matrix(adata.layers["counts"])
+    out = q.reshape(data, 10, 0.5, seed=0)
+    assert out.name == "syn_top10_thin0.5" and out.adata.n_vars == 10
+    top = np.argsort(-np.asarray((x > 0).sum(0)).ravel(), kind="stable")[:10]
+    assert set(out.adata.var_names) == set(adata.var_names[top])
+    kept = x[:, np.sort(top)].toarray()[out.adata.obs_names.map(adata.obs_names.get_loc)]
+    y = out.adata.layers["counts"].toarray()
+    assert (y <= kept).all() and np.array_equal(y, np.round(y))  # thinned integer counts
+    assert abs(y.sum() / kept.sum() - 0.5) < 0.05
+    assert (y.sum(1) > 0).all() and np.array_equal(out.adata.X.toarray(), y)

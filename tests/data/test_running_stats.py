@@ -29,6 +29,8 @@ def test_blocks_give_the_statistics_of_the_whole_matrix(sparse):
     got, expected = acc.result().to_dict(), matrix_stats(x).to_dict()
     for key in ("seen", "n_detected"):
         np.testing.assert_array_equal(got.pop(key), expected.pop(key))
+    for key in ("value_sum", "log_value_sum"):
+        np.testing.assert_allclose(got.pop(key), expected.pop(key), rtol=1e-12)
     assert got == pytest.approx(expected)
     assert got["n_nonfinite"] == 1 and got["has_negative"] and not got["is_integer"]
 

@@ -209,12 +209,30 @@ def test_model_saved_before_the_hazard_defaults_loads_as_trained(tmp_path):
     assert old.module.decoder.index_head.current_block_hazard is False
 
 
+def test_model_saved_before_encoder_pcs_and_value_paths_loads_as_built(tmp_path):
+    """A save without these arguments had no components, a linear context path, a plain value head."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    old_kwargs = {"n_encoder_pcs": 0, "context_width": 0, "value_latent_term": "none"}
+    sc_sed.SEDModel(adata, index_head="factorised", **old_kwargs, **TINY).save(tmp_path / "m")
+
+    def drop(doc):
+        for key in old_kwargs:
+            doc["init_params"]["non_kwargs"].pop(key)
+
+    _edit_json(tmp_path / "m", drop)
+    old = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)  # strict: every tensor matches
+    assert old.module.encoder.spectral is None
+    assert old.module.decoder.index_head.context_width == 0
+    assert old.module.decoder.value_head.feature_bias is None
+
+
 def test_encoder_size_features_survive_save_and_load(tmp_path):
     """The opt-in size inputs are rebuilt on load: same head shape, same weights."""
     adata = tiny_counts()
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    model = sc_sed.SEDModel(adata, encoder_size_features=True, **TINY)
-    assert model.module.encoder.head.in_features == TINY["n_hidden"] + 2
+    model = sc_sed.SEDModel(adata, encoder_size_features=True, n_encoder_pcs=4, **TINY)
+    assert model.module.encoder.head.in_features == TINY["n_hidden"] + 2 + 4
     model.save(tmp_path / "m")
     loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
     assert loaded.module.encoder.size_features is True
@@ -367,7 +385,9 @@ def test_index_context_rank_reaches_the_head_and_survives_save_and_load(tmp_path
     """``context_rank`` (a module argument) sets the factorised head's per-feature term."""
     adata = tiny_counts()
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    model = sc_sed.SEDModel(adata, index_head="factorised", context_rank=5, **TINY)
+    model = sc_sed.SEDModel(
+        adata, index_head="factorised", context_width=0, context_rank=5, **TINY
+    )
     head = model.module.decoder.index_head
     assert head.context_offset.shape[-1] == head.context_rank.out_features == 5
     with torch.no_grad():

@@ -223,3 +223,56 @@ def test_module_sample_passes_decoding_options_through():
         assert torch.equal(a, b)
     with pytest.raises(TypeError):
         module.sample(cond, n_steps=3, not_an_option=True)
+
+
+@pytest.mark.parametrize("term", ["tied", "free"])
+@pytest.mark.parametrize("head", ["flat", "factorised"])
+def test_decoded_values_follow_the_value_path_of_teacher_forcing(head, term):
+    """Decoding (with compaction) reads each row's own latent term on the value location."""
+    dec = _decoder(index_head=head, value_latent_term=term, context_width=6)
+    with torch.no_grad():
+        torch.nn.init.normal_(dec.value_head.context_weight, std=1.0)
+        torch.nn.init.normal_(dec.value_head.feature_bias, std=0.5)
+        if head == "flat":  # rows of different lengths under greedy decoding
+            torch.nn.init.normal_(dec.index_head.proj.weight, std=1.0)
+            dec.index_head.proj.bias.fill_(-1.0)
+            torch.nn.init.normal_(dec.index_head.context_proj[-1].weight, std=1.0)
+        else:
+            torch.nn.init.normal_(dec.index_head.context_offset, std=1.0)
+    z = torch.randn(24, 8) * 3
+    index, value, n = dec.generate(z, 12, greedy=True)
+    assert n.unique().numel() > 1  # rows finish at different steps: decoding compacts
+    tok = csr_to_tokens(pairs_to_csr(index, value, D))
+    h = dec(z, tok.index[:, :-1], tok.value[:, :-1])
+    target = tok.index[:, 1:]
+    pair = target < D
+    terms = dec.latent_terms(z.unsqueeze(1))
+    params = dec.value_params(h, torch.where(pair, target, 0), terms)
+    expected = dec.value_head.sample(params, greedy=True)
+    assert torch.equal(expected[pair], tok.value[:, 1:][pair])
+    # the latent's value term matters: without it the same rows get other values
+    dec.value_head.context_weight.data.zero_()
+    params = dec.value_params(h, torch.where(pair, target, 0), terms)
+    assert not torch.equal(dec.value_head.sample(params, greedy=True)[pair], expected[pair])
+
+
+@pytest.mark.parametrize("head", ["flat", "factorised"])
+def test_tied_value_term_is_the_detection_term_of_the_chosen_feature(head):
+    """feature_terms: the latent's own part of each chosen feature's hazard logit."""
+    dec = _decoder(index_head=head, value_latent_term="tied", context_width=6)
+    ih = dec.index_head
+    with torch.no_grad():
+        if head == "flat":
+            torch.nn.init.normal_(ih.context_proj[-1].weight)
+        else:
+            torch.nn.init.normal_(ih.context_offset)
+            torch.nn.init.normal_(ih.offset_bias)
+    z = torch.randn(3, 1, 8)
+    feature = torch.tensor([[0, 5, 29], [7, 7, 1], [28, 2, 3]])
+    got = ih.feature_terms(ih.context_terms(z), feature)
+    features = ih.context_features(z)[:, 0]  # (3, width)
+    if head == "flat":
+        want = features @ ih.context_proj[-1].weight.T
+    else:
+        want = features @ ih.context_offset.view(-1, 6).T  # no offset bias
+    torch.testing.assert_close(got, want.gather(1, feature))

@@ -204,3 +204,24 @@ def test_bad_context_rank_is_refused(rank):
         make_index_head("factorised", 16, D, 5, 3, context_rank=rank)
     with pytest.raises(ValueError, match="context_rank must be a positive integer"):
         FactorisedIndexHead(16, D, block_size=5, n_context=3, context_rank=rank)
+
+
+@pytest.mark.parametrize("width", [0, 6])
+@pytest.mark.parametrize("kind", [FlatIndexHead, FactorisedIndexHead])
+def test_context_features_are_what_the_per_feature_weights_read(kind, width):
+    """The features other heads share: the hidden layer, the rank map, or the context itself."""
+    torch.manual_seed(4)
+    head = kind(16, D, n_context=3, context_width=width)
+    ctx = torch.randn(5, 3)
+    features = head.context_features(ctx)
+    assert features.shape == (5, head.n_context_features)
+    if kind is FlatIndexHead:
+        expected = ctx if not width else torch.nn.functional.silu(head.context_proj[0][0](ctx))
+        weight = head.context_proj[-1].weight if width else head.context_proj.weight
+        torch.testing.assert_close(head.context_terms(ctx)[0], features @ weight.T)
+    else:
+        torch.testing.assert_close(head.context_terms(ctx)[0], (features if width else ctx) @ head.context_block.weight.T)
+        expected = head.context_rank(ctx)
+    torch.testing.assert_close(features, expected)
+    assert head.context_features(None) is None
+    assert kind(16, D).context_features(ctx) is None and kind(16, D).n_context_features == 0

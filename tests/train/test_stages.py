@@ -121,14 +121,24 @@ def test_a_second_autoencoder_run_trains_in_training_mode():
     assert not model.module.training  # eval mode again after training
 
 
-def test_diffusion_stops_early_by_default():
+def test_diffusion_stops_early_when_asked():
     model = _model()
     model.train_autoencoder(max_epochs=1, batch_size=16, **FIT)
     model.train_diffusion(
-        max_epochs=500, early_stopping_patience=2, early_stopping_min_delta=1e9, **FIT
-    )
+        max_epochs=500, early_stopping=True, early_stopping_patience=2,
+        early_stopping_min_delta=1e9, **FIT,
+    )  # fmt: skip
     assert "validation_diffusion_loss" in model.history
     assert len(model.history["train_diffusion_loss"]) < 10  # patience 2, impossible min_delta
+
+
+def test_diffusion_runs_its_whole_budget_by_default():
+    """No early stopping unless asked (the held-out loss plateaus while samples improve)."""
+    model = _model()
+    model.train_autoencoder(max_epochs=1, batch_size=16, **FIT)
+    model.train_diffusion(max_epochs=6, early_stopping_patience=1, **FIT)
+    assert len(model.history["train_diffusion_loss"]) == 6
+    assert "validation_diffusion_loss" not in model.history  # no held-out latents either
 
 
 def test_validation_diffusion_loss_is_repeatable():
