@@ -470,7 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "n_train": train.n_obs, "n_heldout": heldout.n_obs},
         "code": Q.code_state(), "environment": env, "budget": dataclasses.asdict(budget),
         "sed_kwargs": sed_kwargs, "sed_seed": args.sed_seed,
-        "loaded_sed": str(args.load_sed) if args.load_sed else None, "methods": methods, "sed_diagnostics": diag,
+        "loaded_sed": args.load_sed.name if args.load_sed else None, "methods": methods, "sed_diagnostics": diag,
     }  # fmt: skip
     if not args.no_figures:
         import _fidelity_plots as P

@@ -20,6 +20,7 @@ from scvi.model.base import BaseModelClass
 from sc_sed._docs import docs
 from sc_sed.data import pairs_to_csr
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
+from sc_sed.nn._heads import _check_int
 from sc_sed.train import global_rank, quiet_sparse_loading, tokenize_batch
 
 from . import _io
@@ -100,9 +101,7 @@ SPECTRAL_TRANSFORMS = {
 
 def _n_components(n_encoder_pcs: int, stats: dict) -> int:
     """Principal components the encoder reads: as asked, at most ``min(rows, features) - 1``."""
-    if isinstance(n_encoder_pcs, bool) or not isinstance(n_encoder_pcs, int) or n_encoder_pcs < 0:
-        msg = f"n_encoder_pcs must be a non-negative integer (0: none), got {n_encoder_pcs!r}."
-        raise ValueError(msg)
+    _check_int(n_encoder_pcs, "n_encoder_pcs", 0, "a non-negative integer (0: none)")
     return max(0, min(n_encoder_pcs, int(stats["n_obs"]) - 1, int(stats["n_vars"]) - 1))
 
 

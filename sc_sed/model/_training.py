@@ -149,8 +149,8 @@ class TrainingMixin:
             (default): as ``early_stopping``. Off by default because the held-out loss
             plateaus while the samples still improve: on the 20k-gene mouse bladder counts
             it stopped after 41 epochs (AUROC of the generated cells 0.64) where the full
-            ~6,000 steps gave 0.48 (``benchmarks/README.md``, "An encoder that starts from
-            the data").
+            ~6,000 steps gave 0.48 (``benchmarks/README.md``, "The diffusion needs all its
+            steps").
         seed
             Seed for the data split, minibatch order and training noise (through
             ``scvi.settings.seed``, which seeds Python, NumPy and torch); the caller's

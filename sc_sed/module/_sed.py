@@ -69,8 +69,8 @@ class SEDModule(BaseModuleClass):
     context_width
         Width of the hidden layer on the decoder's direct path from the latent to every
         feature (SiLU, like scVI's decoder), read by the index head's per-feature logits
-        and, with a ``"free"`` value latent term, by the value head; 0 keeps that path linear (rank
-        ``context_rank`` in the factorised head).
+        and, with a ``"free"`` value latent term, by the value head; 0 keeps that path
+        linear (rank ``context_rank`` in the factorised head).
     context_rank
         Factorised head with ``context_width=0``: rank of the linear path from the latent
         to every feature's logit (``n_features × context_rank`` weights). At the bladder
