@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     model = Q.build_sed(ctx)
     start = time.perf_counter()
     model.train_autoencoder(
-        budget.sed_epochs, batch_size=budget.sed_batch_size, accelerator=args.device,
+        budget.sed_epochs, accelerator=args.device, **Q.sed_batch_kwargs(budget),
         enable_progress_bar=False,
     )  # fmt: skip
     ae_seconds = time.perf_counter() - start

@@ -144,27 +144,12 @@ def train_autoencoder(ctx: Q.RunContext) -> tuple[sc_sed.SEDModel, float]:
     _, seconds = Q.timed(
         lambda: model.train_autoencoder(
             b.sed_epochs,
-            batch_size=b.sed_batch_size,
             accelerator=ctx.accelerator,
             enable_progress_bar=ctx.progress,
+            **Q.sed_batch_kwargs(b),
         )
     )
     return model, seconds
-
-
-def train_sed(ctx: Q.RunContext) -> Q.MethodRun:
-    """Both SED stages (as ``quality.run_sed``), then the held-out label mix."""
-    model, b = Q.build_sed(ctx), ctx.budget
-    _, seconds = Q.timed(
-        lambda: model.train(
-            b.sed_epochs,
-            b.sed_diffusion_epochs,
-            batch_size=b.sed_batch_size,
-            accelerator=ctx.accelerator,
-            enable_progress_bar=ctx.progress,
-        )
-    )
-    return Q.sed_samples(ctx, model, seconds)
 
 
 def run_all(
@@ -178,7 +163,7 @@ def run_all(
             model = sc_sed.SEDModel.load(str(load_sed), adata=_registered_train(ctx))
             runs["sed"] = Q.sed_samples(ctx, model, float("nan"))
         else:
-            runs["sed"] = train_sed(ctx)
+            runs["sed"] = Q.run_sed(ctx)
         if save_sed is not None:
             runs["sed"].model.save(str(save_sed), overwrite=True)
     runs.update(Q.run_methods(ctx, [m for m in methods if m != "sed"]))

@@ -71,18 +71,33 @@ BLADDER_FILE = SHARED_DATA / "mouse_bladder_cell_select_2100.h5"
 class Budget:
     """Model sizes, epochs and sampling steps of one run (CLI flags override a preset)."""
 
-    sed_epochs: int = 60
-    sed_diffusion_epochs: int = 190
-    sed_batch_size: int = 32
-    sed_n_hidden: int = 64
-    sed_n_layers: int = 1
-    sed_n_heads: int = 4
-    sed_n_latent: int = 32
+    sed_epochs: int | None = 60
+    sed_diffusion_epochs: int | None = 190
+    sed_batch_size: int | None = 32
+    sed_n_hidden: int | None = 64
+    sed_n_layers: int | None = 1
+    sed_n_heads: int | None = 4
+    sed_n_latent: int | None = 32
     denoiser_widths: tuple[int, ...] = (512, 512, 256, 128)
     dense_epochs: int = 300
     scvi_epochs: int = 200
     n_steps: int = 50
     max_minutes: float = 15.0
+    #: SED with ``SEDModel``'s own sizes, epochs and minibatch (None fields) where no flag
+    #: names one: what a user gets, and issue 12's GPU target ("with the model's defaults")
+    sed_model_defaults: bool = False
+
+
+#: SED budget fields that ``--sed-model-defaults`` leaves to the model (None)
+SED_MODEL_FIELDS = (
+    "sed_epochs",
+    "sed_diffusion_epochs",
+    "sed_batch_size",
+    "sed_n_hidden",
+    "sed_n_layers",
+    "sed_n_heads",
+    "sed_n_latent",
+)
 
 
 #: Per-dataset budgets. PBMC (the defaults) and bladder were timed on the shared 2-core CPU;
@@ -128,6 +143,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 def resolve_budget(args: argparse.Namespace, dataset: str) -> Budget:
     """Budget of ``dataset``'s preset with every flag the user gave on top."""
     values = {**dataclasses.asdict(Budget()), **PRESETS.get(dataset, {})}
+    if getattr(args, "sed_model_defaults", False):
+        values.update(dict.fromkeys(SED_MODEL_FIELDS), sed_model_defaults=True)
     for name in values:
         given = getattr(args, name, None)
         if given is not None:
@@ -219,6 +236,13 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
         kind = float if name == "max_minutes" else int
         nargs = "+" if name == "denoiser_widths" else None
         p.add_argument(flag, type=kind, nargs=nargs, help=f"{text} ({_defaults_note(name)})")
+    p.add_argument(
+        "--sed-model-defaults",
+        action="store_true",
+        default=None,
+        help="SED with SEDModel's own sizes, epochs and minibatch instead of the preset's "
+        "(the --sed-* flags given still apply): the model's defaults, e.g. on a GPU",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -461,16 +485,36 @@ def build_sed(ctx: RunContext) -> sc_sed.SEDModel:
     train = ctx.train.copy()
     sc_sed.SEDModel.setup_anndata(train, layer=ctx.data.layer, labels_key=ctx.data.labels_key)
     seed_all(ctx.seed if ctx.sed_seed is None else ctx.sed_seed)
-    return sc_sed.SEDModel(
-        train,
-        n_hidden=b.sed_n_hidden,
-        n_ff=2 * b.sed_n_hidden,
-        n_layers=b.sed_n_layers,
-        n_heads=b.sed_n_heads,
-        n_latent=b.sed_n_latent,
-        denoiser_widths=b.denoiser_widths,
-        **ctx.sed_kwargs,
+    sizes = {
+        "n_hidden": b.sed_n_hidden,
+        "n_ff": None if b.sed_n_hidden is None else 2 * b.sed_n_hidden,
+        "n_layers": b.sed_n_layers,
+        "n_heads": b.sed_n_heads,
+        "n_latent": b.sed_n_latent,
+        "denoiser_widths": b.denoiser_widths,
+    }
+    sizes = {k: v for k, v in sizes.items() if v is not None}  # None: the model's default
+    return sc_sed.SEDModel(train, **sizes, **ctx.sed_kwargs)
+
+
+def sed_batch_kwargs(budget: Budget) -> dict[str, int]:
+    """``batch_size`` for SED's autoencoder, or nothing (the model's default) when None."""
+    return {} if budget.sed_batch_size is None else {"batch_size": budget.sed_batch_size}
+
+
+def train_sed_model(ctx: RunContext, model: sc_sed.SEDModel) -> float:
+    """Train both SED stages with the budget's epochs and minibatch; return the seconds."""
+    b = ctx.budget
+    _, seconds = timed(
+        lambda: model.train(
+            b.sed_epochs,
+            b.sed_diffusion_epochs,
+            accelerator=ctx.accelerator,
+            enable_progress_bar=ctx.progress,
+            **sed_batch_kwargs(b),
+        )
     )
+    return seconds
 
 
 def sed_samples(ctx: RunContext, model: sc_sed.SEDModel, train_s: float) -> MethodRun:
@@ -497,18 +541,8 @@ def sed_samples(ctx: RunContext, model: sc_sed.SEDModel, train_s: float) -> Meth
 
 def run_sed(ctx: RunContext) -> MethodRun:
     """Train SED (both stages) on the training split and generate the held-out label mix."""
-    b = ctx.budget
     model = build_sed(ctx)
-    _, train_s = timed(
-        lambda: model.train(
-            b.sed_epochs,
-            b.sed_diffusion_epochs,
-            batch_size=b.sed_batch_size,
-            accelerator=ctx.accelerator,
-            enable_progress_bar=ctx.progress,
-        )
-    )
-    return sed_samples(ctx, model, train_s)
+    return sed_samples(ctx, model, train_sed_model(ctx, model))
 
 
 def run_dense(ctx: RunContext, variants: Sequence[str]) -> dict[str, MethodRun]:
@@ -904,7 +938,7 @@ def _banner(data: Dataset, budget: Budget, n_train: int, n_held: int, accelerato
     if data.name == "bladder":
         print(
             f"WARNING: {data.adata.n_vars:,} genes and ~1k non-zeros per row: CPU budgets limit "
-            f"quality here (SED {budget.sed_epochs} autoencoder epochs, dense DDPM "
+            f"quality here (SED {budget.sed_epochs or 'default'} autoencoder epochs, dense DDPM "
             f"{budget.dense_epochs} epochs); all methods are under-trained, SED most of all. "
             "Use a GPU (--device gpu) and more epochs for method-quality conclusions.",
             flush=True,

@@ -221,3 +221,44 @@ def test_diffusion_latents_carry_the_labels_they_were_sampled_for():
     z, labels = sed.diffusion_latents(model, counts, n_steps=2, seed=0)
     assert z.shape == (5, 4)
     assert list(labels) == ["type_2"] * 3 + ["type_0"] * 2
+
+
+def test_sed_model_defaults_leave_sizes_epochs_and_batch_to_the_model(monkeypatch):
+    """--sed-model-defaults: SEDModel's own sizes, epochs and minibatch; given flags still apply."""
+    import inspect
+
+    import sc_sed
+
+    quality = load_benchmark("quality")
+    parse = load_benchmark("fidelity").parse_args
+    adata = sc_sed.datasets.synthetic_counts(n_cells=20, n_genes=30, n_types=2, seed=0)
+    data = quality.Dataset("tiny", adata, "counts", "cell_type", "synthetic")
+    preset = quality.resolve_budget(parse(["--smoke"]), "smoke")
+    budget = quality.resolve_budget(
+        parse(["--smoke", "--sed-model-defaults", "--sed-n-layers", "1"]), "smoke"
+    )
+    assert not preset.sed_model_defaults and budget.sed_model_defaults
+    assert budget.sed_n_layers == 1  # named on the command line
+    for name in ("sed_epochs", "sed_diffusion_epochs", "sed_batch_size", "sed_n_hidden"):
+        assert getattr(budget, name) is None, name
+        assert getattr(preset, name) is not None, name
+    assert budget.dense_epochs == preset.dense_epochs  # the baselines keep the preset
+
+    defaults = inspect.signature(sc_sed.SEDModel).parameters
+    ctx = quality.RunContext(adata, data, budget, {}, "cpu", 0, 8, False)
+    model = quality.build_sed(ctx)
+    params = model.init_params_["non_kwargs"]
+    assert params["n_hidden"] == defaults["n_hidden"].default
+    assert params["n_latent"] == defaults["n_latent"].default
+    assert params["n_layers"] == 1
+    small = quality.build_sed(quality.RunContext(adata, data, preset, {}, "cpu", 0, 8, False))
+    assert small.init_params_["non_kwargs"]["n_hidden"] == preset.sed_n_hidden
+
+    calls = []
+    monkeypatch.setattr(sc_sed.SEDModel, "train", lambda self, *a, **kw: calls.append((a, kw)))
+    quality.train_sed_model(ctx, model)
+    quality.train_sed_model(quality.RunContext(adata, data, preset, {}, "cpu", 0, 8, False), small)
+    (args, kwargs), (preset_args, preset_kwargs) = calls
+    assert args == (None, None) and "batch_size" not in kwargs
+    assert preset_args == (preset.sed_epochs, preset.sed_diffusion_epochs)
+    assert preset_kwargs["batch_size"] == preset.sed_batch_size
