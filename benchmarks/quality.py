@@ -112,7 +112,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dense_epochs": 100,
         "scvi_epochs": 100,
     },
-    "showers": {"sed_epochs": 60, "sed_diffusion_epochs": 40, "dense_epochs": 200},
+    # the full 190 diffusion epochs (Budget's): 40 left the encoder components' latents
+    # under-fitted (AUROC 0.70 vs 0.57; benchmarks/README.md, "Other data")
+    "showers": {"sed_epochs": 60, "dense_epochs": 200},
     # 8 autoencoder epochs and the full 190 diffusion epochs (~6,000 steps): the CPU preset
     # that met issue 12's targets (benchmarks/README.md); 2 heads of width 32 are cheaper
     "bladder": {
