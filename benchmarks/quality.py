@@ -89,14 +89,10 @@ class Budget:
 
 
 #: SED budget fields that ``--sed-model-defaults`` leaves to the model (None)
-SED_MODEL_FIELDS = (
-    "sed_epochs",
-    "sed_diffusion_epochs",
-    "sed_batch_size",
-    "sed_n_hidden",
-    "sed_n_layers",
-    "sed_n_heads",
-    "sed_n_latent",
+SED_MODEL_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(Budget)
+    if f.name.startswith("sed_") and f.name != "sed_model_defaults"
 )
 
 
@@ -940,7 +936,8 @@ def _banner(data: Dataset, budget: Budget, n_train: int, n_held: int, accelerato
     if data.name == "bladder":
         print(
             f"WARNING: {data.adata.n_vars:,} genes and ~1k non-zeros per row: CPU budgets limit "
-            f"quality here (SED {budget.sed_epochs or 'default'} autoencoder epochs, dense DDPM "
+            f"quality here (SED {'default' if budget.sed_epochs is None else budget.sed_epochs} "
+            "autoencoder epochs, dense DDPM "
             f"{budget.dense_epochs} epochs); all methods are under-trained, SED most of all. "
             "Use a GPU (--device gpu) and more epochs for method-quality conclusions.",
             flush=True,
