@@ -122,6 +122,34 @@ def random_rows(
     return sp.csr_matrix((vals.ravel(), cols.ravel(), indptr), shape=(n_rows, n_features))
 
 
+def decode_uncached(
+    decoder, z: torch.Tensor, max_length: int, *, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoding without a KV cache: the whole prefix through the forward pass at every step.
+
+    The O(length^2) loop the cache replaces, timed for the speed-up only (the tests compare
+    the cached loop with the same reference).
+    """
+    vocab, n = decoder.vocab, z.shape[0]
+    tables = decoder.index_head.prepare(None, z.device)
+    terms = decoder.latent_terms(z)
+    index = torch.full((n, 1), vocab.start, dtype=torch.long, device=z.device)
+    value = torch.zeros(n, 1, device=z.device)
+    last = torch.full((n,), -1, dtype=torch.long, device=z.device)
+    for _ in range(max_length):
+        h = decoder(z, index, value)[:, -1]
+        next_id = decoder.index_head.sample(
+            h, last, tables=tables, context_terms=terms.index, generator=generator
+        )
+        params = decoder.value_params(h, next_id.clamp_max(vocab.end - 1), terms)
+        next_value = decoder.value_head.sample(params, generator=generator).float()
+        last = torch.where(vocab.is_feature(next_id), next_id, last)
+        index = torch.cat([index, next_id.clamp_max(vocab.end - 1)[:, None]], dim=1)
+        value = torch.cat([value, next_value[:, None]], dim=1)
+    emitted = vocab.is_feature(index[:, 1:])
+    return torch.where(emitted, index[:, 1:], vocab.pad), value[:, 1:], emitted.sum(1)
+
+
 def force_full_length(module: SEDModule, *, gap: float = 100.0) -> SEDModule:
     """Copy whose decoder emits ids 0, 1, 2, … and never END before ``max_length``.
 
@@ -250,9 +278,14 @@ def _generation_calls(
     def decode(use_cache: bool) -> Callable[[], None]:
         @torch.inference_mode()
         def call() -> None:
-            index, value, nnz = forced.decode(
-                z, generator=g.manual_seed(0), use_cache=use_cache, max_length=args.n_nonzero
-            )
+            if use_cache:
+                index, value, nnz = forced.decode(
+                    z, generator=g.manual_seed(0), max_length=args.n_nonzero
+                )
+            else:
+                index, value, nnz = decode_uncached(
+                    forced.decoder, z, args.n_nonzero, generator=g.manual_seed(0)
+                )
             if int(nnz.min()) != args.n_nonzero:
                 msg = f"forced decoding emitted {int(nnz.min())} < {args.n_nonzero} pairs; timings would not compare."
                 raise RuntimeError(msg)

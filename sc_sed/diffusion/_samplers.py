@@ -24,9 +24,9 @@ class _Sampler:
         self.schedule = schedule
         self.n_steps = int(n_steps)
 
-    def timesteps(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``n_steps + 1`` times from 1 down to 0."""
-        return torch.linspace(1.0, 0.0, self.n_steps + 1, device=device)
+    def timesteps(self, device: torch.device | str = "cpu", start: float = 1.0) -> torch.Tensor:
+        """``n_steps + 1`` times from ``start`` (1: pure noise) down to 0."""
+        return torch.linspace(float(start), 0.0, self.n_steps + 1, device=device)
 
     def _coeffs(self, t: float | torch.Tensor, like: torch.Tensor):
         tt = torch.as_tensor(t, dtype=like.dtype, device=like.device)

@@ -82,6 +82,14 @@ def _available_memory() -> int:
         return 1 << 40
 
 
+def _stack(batches: Iterator[sp.csr_matrix], n_features: int) -> sp.csr_matrix:
+    """Stack generated batches; no batches (an empty shard) give a ``(0, n_features)`` CSR."""
+    parts = list(batches)
+    if not parts:
+        return sp.csr_matrix((0, n_features), dtype=np.float32)
+    return sp.vstack(parts, format="csr")
+
+
 class GenerationMixin:
     """Generation of new rows for :class:`~sc_sed.SEDModel`."""
 
@@ -210,12 +218,15 @@ class GenerationMixin:
             returning them, so memory does not grow with ``n_cells``. The file holds the
             AnnData that would have been returned. Its folder must exist.
         overwrite
-            Replace an existing ``out``.
+            Replace an existing ``out``: an ``.h5ad`` file, or a ``.zarr`` store that sc_sed
+            wrote. Any other folder at ``out`` is refused and left as it is.
         shard
             ``(i, n)``: generate only shard ``i`` of ``n`` (a contiguous run of whole
             ``batch_size`` blocks) of the ``n_cells`` rows, e.g. one per process or GPU.
             Rows keep their global names ``synthetic_{k}``; join the shard files with
             :func:`sc_sed.data.join_shards` to get the file one process would have written.
+            A shard may hold no rows (fewer blocks than shards, e.g. ``n_cells`` below
+            ``n * batch_size``): it is a valid 0-row AnnData (file) that joins like any other.
 
         Returns
         -------
@@ -269,9 +280,9 @@ class GenerationMixin:
             first_block=rows.start // batch_size,
         )  # fmt: skip
         if path is None:
-            return self._wrap(sp.vstack(list(batches), format="csr"), obs, uns)
+            return self._wrap(_stack(batches, self.module.n_features), obs, uns)
         skeleton = self._wrap(None, obs, uns)
-        write_streamed(path, skeleton, batches, self._layer)
+        write_streamed(path, skeleton, batches, self._layer, overwrite=overwrite)
         return path
 
     def _check_latent_stats(self) -> None:

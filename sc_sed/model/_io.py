@@ -27,8 +27,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +35,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
+from sc_sed._fs import (
+    MARKER,
+    OutputExistsError,
+    check_replaceable,
+    has_marker,
+    publish,
+    staging,
+    write_marker,
+)
 
 from ._io_schema import (
     FORMAT,
@@ -66,9 +74,25 @@ class ModelFileError(ValueError):
     """A model folder or one of its files is missing, corrupt, or not in SED's format."""
 
 
+def check_prefix(prefix: Any) -> str:
+    """Return ``prefix`` (``""`` for None), refusing one that could leave the model folder."""
+    if prefix is None:
+        return ""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string or None, got {type(prefix).__name__}.")
+    seps = {"/", "\\", os.sep, os.altsep} - {None}
+    if any(s in prefix for s in seps) or ".." in prefix or "\0" in prefix:
+        msg = (
+            f"prefix={prefix!r} must be a plain file-name prefix (no path separator, no '..'); "
+            "pass the folder as dir_path and a prefix such as 'run1_'."
+        )
+        raise ValueError(msg)
+    return prefix
+
+
 def file_names(prefix: str | None) -> dict[str, str]:
-    """Names of a saved model's files for ``prefix``."""
-    p = prefix or ""
+    """Names of a saved model's files for ``prefix`` (checked with :func:`check_prefix`)."""
+    p = check_prefix(prefix)
     return {
         "model": p + MODEL_FILE,
         "tensors": p + TENSOR_FILE,
@@ -174,18 +198,17 @@ def _carry_over(old: Path, new: Path, ours: set[str]) -> None:
                 shutil.copy2(entry, dest, follow_symlinks=False)
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, backup)
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        os.rename(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
+def is_model_folder(folder: Path) -> bool:
+    """Return whether ``folder`` is a model folder sc_sed wrote (may be overwritten).
+
+    Folders saved before the marker file existed are recognised by their model files; an
+    empty folder holds nothing to lose.
+    """
+    if has_marker(folder):
+        return True
+    entries = list(folder.iterdir())
+    known = (MODEL_FILE, TENSOR_FILE, LEGACY_FILE)
+    return not entries or any(e.name.endswith(known) and e.is_file() for e in entries)
 
 
 def save_model(
@@ -197,28 +220,31 @@ def save_model(
     save_anndata: bool,
     write_kwargs: dict,
 ) -> None:
-    """Write ``model`` to ``dir_path`` atomically (temporary folder, then rename).
+    """Write ``model`` to ``dir_path`` atomically and exclusively (staging folder, one rename).
 
-    With ``overwrite=True`` the files of an earlier save with the same prefix are replaced
-    or removed (a stale ``adata.h5ad`` does not survive); other files in the folder stay.
+    Without ``overwrite`` an existing ``dir_path`` raises, also one another process creates
+    while this one writes. With ``overwrite=True`` only a model folder written by sc_sed is
+    replaced: the files of an earlier save with the same prefix are replaced or removed (a
+    stale ``adata.h5ad`` does not survive); other files in the folder stay.
     """
-    target = Path(dir_path)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"{target} exists and is not a folder; pass a folder path to save to.")
-    if target.exists() and not overwrite:
-        msg = f"{target} already exists; pass overwrite=True to replace the saved model, or another folder."
-        raise ValueError(msg)
-    target.parent.mkdir(parents=True, exist_ok=True)
     names = file_names(prefix)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
-    try:
+    target = Path(dir_path)
+    what = f"dir_path={str(target)!r}"
+    if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
+        msg = f"{what} exists and is not a folder; pass a folder path to save to."
+        raise OutputExistsError(msg)
+    check_replaceable(
+        target, overwrite=overwrite, ours=is_model_folder, what=what, files_ok=False
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with staging(target) as stage:
+        tmp = stage / target.name
+        tmp.mkdir()
+        write_marker(tmp, "model")
         _write_files(model, tmp, names, save_anndata, write_kwargs)
-        if target.exists():
-            _carry_over(target, tmp, set(names.values()))
-        _swap_in(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if overwrite and target.is_dir():
+            _carry_over(target, tmp, {*names.values(), MARKER})
+        publish(tmp, target, overwrite=overwrite, ours=is_model_folder, what=what, files_ok=False)
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -18,15 +18,16 @@ from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
 from sc_sed._docs import docs
+from sc_sed._validation import check_int
 from sc_sed.data import pairs_to_csr
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
-from sc_sed.nn._heads import _check_int
 from sc_sed.train import global_rank, quiet_sparse_loading, tokenize_batch
 
 from . import _io
 from ._conditions import check_obs_keys, condition_specs
 from ._datamodule import SETUP_METHOD_NAME as DATAMODULE_SETUP
 from ._datamodule import anndata_setup_method, datamodule_registry
+from ._devices import resolve_device
 from ._fields import SparseLayerField
 from ._generation import GenerationMixin
 from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
@@ -101,7 +102,7 @@ SPECTRAL_TRANSFORMS = {
 
 def _n_components(n_encoder_pcs: int, stats: dict) -> int:
     """Principal components the encoder reads: as asked, at most ``min(rows, features) - 1``."""
-    _check_int(n_encoder_pcs, "n_encoder_pcs", 0, "a non-negative integer (0: none)")
+    check_int(n_encoder_pcs, "n_encoder_pcs", 0, "a non-negative integer (0: none)")
     return max(0, min(n_encoder_pcs, int(stats["n_obs"]) - 1, int(stats["n_vars"]) - 1))
 
 
@@ -657,15 +658,10 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         -------
         The model.
         """
-        from scvi.model._utils import parse_device_args
-
         if backup_url is not None or datamodule is not None:
             msg = "backup_url and datamodule are not supported; download the folder first."
             raise ValueError(msg)
-        _, _, torch_device = parse_device_args(
-            accelerator=accelerator, devices=device, return_device="torch",
-            validate_single_device=True,
-        )  # fmt: skip
+        torch_device = resolve_device(accelerator, device)
         saved = _io.read_folder(
             dir_path, cls, prefix=prefix, load_adata=adata is None,
             allowed=list(allowed_classes_names_list or []),

@@ -2,22 +2,22 @@
 
 The file is first written as an AnnData skeleton (``obs``, ``var``, ``uns``: small, known
 before sampling), then ``X`` (and ``layers[layer]``) are written from the first batch and
-grown with anndata's sparse-dataset ``append``. Everything goes to a temporary path in the
-target's folder that is renamed into place at the end, so an interrupted run leaves no
-half-written output.
+grown with anndata's sparse-dataset ``append``. Everything goes to a staging folder next to
+the target and is renamed into place at the end (see :mod:`sc_sed._fs`), so an interrupted
+run leaves no half-written output.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+from sc_sed._fs import check_anndata_out, publish_anndata, staging
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -26,29 +26,21 @@ SUFFIXES = (".h5ad", ".zarr")
 
 
 def check_out_path(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Validate an output path before any work: suffix, parent folder, existing file.
+    """Validate an output path before any work: suffix, parent folder, existing output.
 
     Parameters
     ----------
     out
         ``*.h5ad`` or ``*.zarr`` path.
     overwrite
-        Replace an existing file.
+        Replace an existing ``.h5ad`` file or a ``.zarr`` store written by sc_sed; any
+        other folder at ``out`` is refused and left as it is.
 
     Returns
     -------
     The path.
     """
-    if not isinstance(out, str | os.PathLike):
-        raise TypeError(f"out must be a path ending in .h5ad or .zarr, got {type(out).__name__}.")
-    path = Path(out)
-    if path.suffix not in SUFFIXES:
-        raise ValueError(f"out={str(out)!r} must end in .h5ad or .zarr.")
-    if not path.parent.is_dir():
-        raise ValueError(f"out={str(out)!r}: the folder {str(path.parent)!r} does not exist.")
-    if path.exists() and not overwrite:
-        raise ValueError(f"out={str(out)!r} already exists; pass overwrite=True to replace it.")
-    return path
+    return check_anndata_out(out, overwrite)
 
 
 def _as_batch(x: sp.spmatrix) -> sp.csr_matrix:
@@ -68,7 +60,9 @@ def _open(path: Path):
     return h5py.File(path, "a")
 
 
-def _append_batches(root, batches: Iterable[sp.spmatrix], layer: str | None) -> int:
+def _append_batches(
+    root, batches: Iterable[sp.spmatrix], layer: str | None, n_vars: int
+) -> int:
     from anndata.io import sparse_dataset, write_elem
 
     n_rows, datasets = 0, []
@@ -84,34 +78,51 @@ def _append_batches(root, batches: Iterable[sp.spmatrix], layer: str | None) -> 
             for dataset in datasets:
                 dataset.append(batch)
         n_rows += batch.shape[0]
+    if not datasets:  # no rows (an empty shard): still a well-formed (0, n_vars) X
+        empty = sp.csr_matrix((0, n_vars), dtype=np.float32)
+        write_elem(root, "X", empty)
+        if layer is not None:
+            write_elem(root["layers"], layer, empty)
     return n_rows
 
 
 def write_streamed(
-    path: Path, skeleton: AnnData, batches: Iterable[sp.spmatrix], layer: str | None
+    path: Path,
+    skeleton: AnnData,
+    batches: Iterable[sp.spmatrix],
+    layer: str | None,
+    *,
+    overwrite: bool = False,
 ) -> None:
     """Write ``skeleton`` (obs/var/uns, no X) and the batches as its rows to ``path``.
+
+    The file is built in a staging folder next to ``path`` and renamed into place, so an
+    interrupted run leaves ``path`` as it was (a leftover staging folder is removed by the
+    next write to ``path``).
 
     Parameters
     ----------
     path
-        Target ``.h5ad`` or ``.zarr`` path (replaced when it exists).
+        Target ``.h5ad`` or ``.zarr`` path, checked with :func:`check_out_path`.
     skeleton
         AnnData with the final ``obs`` (one row per generated row), ``var`` and ``uns``.
     batches
-        Generated CSR batches, in row order.
+        Generated CSR batches, in row order (none for an empty shard: ``X`` has 0 rows).
     layer
         Also store the rows in ``layers[layer]``.
+    overwrite
+        Replace an existing output (see :func:`check_out_path`); without it an output that
+        appeared meanwhile raises.
     """
-    tmp = path.with_name(f".{path.name}.writing-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
+    with staging(path) as stage:
+        tmp = stage / path.name
         if path.suffix == ".zarr":
             skeleton.write_zarr(tmp)
         else:
             skeleton.write_h5ad(tmp)
         root = _open(tmp)
         try:
-            n_rows = _append_batches(root, batches, layer)
+            n_rows = _append_batches(root, batches, layer, skeleton.n_vars)
         finally:
             if path.suffix == ".h5ad":
                 root.close()
@@ -121,20 +132,4 @@ def write_streamed(
             zarr.consolidate_metadata(tmp)
         if n_rows != skeleton.n_obs:
             raise RuntimeError(f"Generated {n_rows} rows for {skeleton.n_obs} obs entries.")
-        _replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    if path.is_dir():  # a zarr store cannot be renamed onto an existing folder
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+        publish_anndata(tmp, path, overwrite=overwrite, kind="generated")

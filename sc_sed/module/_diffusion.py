@@ -6,6 +6,7 @@ normalised rows: the two differ only in what they diffuse.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -200,6 +201,8 @@ class LatentDiffusion(nn.Module):
         n_steps: int = 50,
         guidance: Sequence[float] | None = None,
         generator: torch.Generator | None = None,
+        start: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """Sample vectors by reverse diffusion with the EMA denoiser.
 
@@ -210,20 +213,35 @@ class LatentDiffusion(nn.Module):
         sampler
             ``"ddim"`` (deterministic) or ``"ddpm"`` (ancestral).
         n_steps
-            Number of sampling steps.
+            Number of sampling steps of a run from pure noise (``t = 1``).
         guidance
             One guidance weight per covariate (default all 1: plain conditional).
         generator
             Source of randomness.
+        start
+            ``(n, n_latent)`` vectors in the original space to start from (SDEdit): each is
+            standardised, noised to ``t = strength`` by the forward process
+            ``q(z_t | z_0)`` and denoised from there to ``t = 0`` in
+            ``ceil(strength * n_steps)`` steps. None starts from pure noise.
+        strength
+            Time in ``(0, 1]`` the ``start`` vectors are noised to (ignored without
+            ``start``): near 0 they barely move, 1 forgets them.
 
         Returns
         -------
         ``(n, n_latent)`` samples in the original (un-standardised) space.
         """
         guidance = list(guidance) if guidance is not None else [1.0] * cond.shape[1]
-        step = make_sampler(sampler, self.schedule, n_steps)
-        times = step.timesteps(cond.device)
-        z = step.init_noise((cond.shape[0], self.n_latent), generator, cond.device)
+        if start is None:
+            step = make_sampler(sampler, self.schedule, n_steps)
+            times = step.timesteps(cond.device)
+            z = step.init_noise((cond.shape[0], self.n_latent), generator, cond.device)
+        else:
+            step = make_sampler(sampler, self.schedule, max(1, math.ceil(strength * n_steps)))
+            times = step.timesteps(cond.device, start=strength)
+            z0 = self.standardise(start.to(cond.device, torch.float32))
+            noise = torch.randn(z0.shape, generator=generator, device=cond.device)
+            z = self.schedule.add_noise(z0, times[0].expand(z0.shape[0]), noise)
         x0 = torch.zeros_like(z)
         for t, s in zip(times[:-1], times[1:], strict=True):
             logsnr = self.schedule.logsnr(t).expand(z.shape[0])

@@ -241,7 +241,6 @@ class SEDModule(BaseModuleClass):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
-        use_cache: bool = True,
         max_length: int | None = None,
         **decode_options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,7 +256,6 @@ class SEDModule(BaseModuleClass):
             generator=generator,
             temperature=temperature,
             greedy=greedy,
-            use_cache=use_cache,
             **decode_options,
         )
 
@@ -272,6 +270,8 @@ class SEDModule(BaseModuleClass):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
+        start: torch.Tensor | None = None,
+        strength: float = 1.0,
         **decode_options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate rows: latents by reverse diffusion, then decoded into (index, value) pairs.
@@ -280,8 +280,8 @@ class SEDModule(BaseModuleClass):
         ----------
         cond
             ``(n, n_conds)`` condition codes, one row per generated row.
-        sampler, n_steps, guidance
-            See :meth:`LatentDiffusion.sample`.
+        sampler, n_steps, guidance, start, strength
+            See :meth:`LatentDiffusion.sample` (``start``: latents to edit, SDEdit-style).
         generator
             Source of every random draw (diffusion and decoding).
         temperature, greedy
@@ -295,8 +295,9 @@ class SEDModule(BaseModuleClass):
         ``index``, ``value`` and ``n_nonzero`` as from :meth:`decode`.
         """
         z = self.diffusion.sample(
-            cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator
-        )
+            cond, sampler=sampler, n_steps=n_steps, guidance=guidance, generator=generator,
+            start=start, strength=strength,
+        )  # fmt: skip
         return self.decode(
             z, generator=generator, temperature=temperature, greedy=greedy, **decode_options
         )

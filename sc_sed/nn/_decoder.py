@@ -250,31 +250,6 @@ class ARDecoder(nn.Module):
         }
 
     # -- generation ---------------------------------------------------------------------
-    def _step_cached(self, index, value, step, caches, memory_kv, z_in):
-        steps = torch.full((1,), step, device=index.device)  # broadcast over rows
-        x = self.embed(index, value, steps, z_in).unsqueeze(1)
-        for block, cache, kv in zip(self.blocks, caches, memory_kv, strict=True):
-            x = block(x, memory_kv=kv, cache=cache)
-        return self.norm(x)[:, 0]
-
-    def _step_static(self, state) -> torch.Tensor:
-        """One step with fixed shapes: every tensor read is a buffer of ``state``."""
-        steps = state.position  # (1,), broadcast over rows
-        x = self.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
-        key_mask = (state.key_positions <= state.position).unsqueeze(0)
-        for block, cache, kv in zip(self.blocks, state.caches, state.memory_kv, strict=True):
-            x = block(
-                x, memory_kv=kv, cache=cache, cache_position=state.position, key_mask=key_mask
-            )
-        return self.norm(x)[:, 0]
-
-    def _step_full(self, prefix_index, prefix_value, memory_kv, z_in):
-        steps = torch.arange(prefix_index.shape[1], device=prefix_index.device)
-        x = self.embed(prefix_index, prefix_value, steps.expand_as(prefix_index), z_in)
-        for block, kv in zip(self.blocks, memory_kv, strict=True):
-            x = block(x, causal=True, memory_kv=kv)
-        return self.norm(x)[:, -1]
-
     @torch.no_grad()
     def generate(
         self,
@@ -285,13 +260,16 @@ class ARDecoder(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         greedy: bool = False,
-        use_cache: bool = True,
         static_shapes: bool = False,
         cuda_graph: bool = False,
         autocast_dtype: torch.dtype | None = None,
         check_every: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode (index, value) pairs for each latent, batched, until END or ``max_length``.
+
+        Keys and values of earlier steps are cached, so a step costs O(current length). The
+        decoding loop drives the decoder through its public parts only (:meth:`embed`, the
+        Transformer ``blocks``, ``norm`` and the two heads).
 
         Parameters
         ----------
@@ -307,9 +285,6 @@ class ARDecoder(nn.Module):
             Softmax temperature of the index head.
         greedy
             Take the most likely id and a point estimate of the value at every step.
-        use_cache
-            Keep keys/values of earlier steps (O(length) per step) instead of recomputing
-            the whole prefix (O(length²) per step). Both give the same result.
         static_shapes
             Fixed batch slots (finished rows are masked, not removed) and a KV cache
             preallocated at ``max_length``: every step has the same shapes. Slower on a
@@ -334,7 +309,6 @@ class ARDecoder(nn.Module):
         """
         return decode(
             self, z, max_length, allowed=allowed, generator=generator,
-            temperature=temperature, greedy=greedy, use_cache=use_cache,
-            static_shapes=static_shapes, cuda_graph=cuda_graph,
-            autocast_dtype=autocast_dtype, check_every=check_every,
+            temperature=temperature, greedy=greedy, static_shapes=static_shapes,
+            cuda_graph=cuda_graph, autocast_dtype=autocast_dtype, check_every=check_every,
         )  # fmt: skip

@@ -1,6 +1,7 @@
 """Batched autoregressive decoding of :class:`~sc_sed.nn.ARDecoder`: the loop and its state.
 
-Two ways to run the loop:
+The loop owns its steps: it calls the decoder's public parts (``embed``, ``blocks``, ``norm``
+and the heads), never private methods. Two ways to run it:
 
 * **dynamic** (default, fastest on a CPU): the KV cache grows with the rows actually
   generated, and finished rows leave the batch (compaction) so later steps do less work;
@@ -40,17 +41,16 @@ def decode(
     generator: torch.Generator | None,
     temperature: float,
     greedy: bool,
-    use_cache: bool = True,
     static_shapes: bool = False,
     cuda_graph: bool = False,
     autocast_dtype: torch.dtype | None = None,
     check_every: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the decoding loop; see :meth:`ARDecoder.generate` for the arguments."""
-    check_every = _check_options(z.device, use_cache, static_shapes, cuda_graph, check_every)
+    check_every = _check_options(z.device, cuda_graph, check_every)
     static = static_shapes or cuda_graph
     with _autocast(z.device, autocast_dtype):
-        state = _DecodeState(decoder, z, max_length, allowed, use_cache, static, autocast_dtype)
+        state = _DecodeState(decoder, z, max_length, allowed, static, autocast_dtype)
         step_fn = _CapturedStep(decoder, state) if cuda_graph else None
         vocab = state.vocab
         for step in range(max_length):
@@ -67,13 +67,8 @@ def decode(
     return state.result()
 
 
-def _check_options(device, use_cache, static_shapes, cuda_graph, check_every) -> int:
+def _check_options(device, cuda_graph, check_every) -> int:
     """Validate the decoding options; return the number of steps between finish checks."""
-    if (static_shapes or cuda_graph) and not use_cache:
-        msg = (
-            "static_shapes/cuda_graph need use_cache=True (the uncached path re-reads the prefix)."
-        )
-        raise ValueError(msg)
     if cuda_graph and device.type != "cuda":
         msg = f"cuda_graph=True needs latents on a CUDA device, got {device}."
         raise ValueError(msg)
@@ -83,6 +78,28 @@ def _check_options(device, use_cache, static_shapes, cuda_graph, check_every) ->
         msg = f"check_every must be a positive integer, got {check_every!r}."
         raise ValueError(msg)
     return int(check_every)
+
+
+def cached_step(decoder: ARDecoder, state: _DecodeState, step: int) -> torch.Tensor:
+    """One step on the dynamic path: embed each active row's newest token, extend the caches.
+
+    Returns the ``(rows, n_hidden)`` hidden states of those tokens.
+    """
+    steps = torch.full((1,), step, device=state.input_index.device)  # broadcast over rows
+    x = decoder.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
+    for block, cache, kv in zip(decoder.blocks, state.caches, state.memory_kv, strict=True):
+        x = block(x, memory_kv=kv, cache=cache)
+    return decoder.norm(x)[:, 0]
+
+
+def static_step(decoder: ARDecoder, state: _DecodeState) -> torch.Tensor:
+    """One step with fixed shapes: every tensor read is a buffer of ``state`` (graph-safe)."""
+    steps = state.position  # (1,), broadcast over rows
+    x = decoder.embed(state.input_index, state.input_value, steps, state.z_in).unsqueeze(1)
+    key_mask = (state.key_positions <= state.position).unsqueeze(0)
+    for block, cache, kv in zip(decoder.blocks, state.caches, state.memory_kv, strict=True):
+        x = block(x, memory_kv=kv, cache=cache, cache_position=state.position, key_mask=key_mask)
+    return decoder.norm(x)[:, 0]
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -104,27 +121,24 @@ class _DecodeState:
         z: torch.Tensor,
         max_length: int,
         allowed: torch.Tensor | None,
-        use_cache: bool,
         static: bool,
         cache_dtype: torch.dtype | None,
     ):
         n_rows, device = z.shape[0], z.device
         self.vocab = TokenVocabulary(decoder.n_features)
-        self.static, self.use_cache = static, use_cache
+        self.static = static
         self.tables = decoder.index_head.prepare(allowed, device)
         memory = decoder.make_memory(z)
         self.memory_kv = [block.cross_attn.project_kv(memory) for block in decoder.blocks]
         self.z_in = decoder.latent_input(z)
         self.terms = decoder.latent_terms(z)  # per row, kept through compaction
         self.caches = [self._cache(decoder, n_rows, max_length, cache_dtype, device)
-                       for _ in decoder.blocks] if use_cache else []  # fmt: skip
+                       for _ in decoder.blocks]  # fmt: skip
         self.rows = torch.arange(n_rows, device=device)  # original row of each active row
         self.done = torch.zeros(n_rows, dtype=torch.bool, device=device)
         self.last = torch.full((n_rows,), -1, dtype=torch.long, device=device)
         self.input_index = torch.full((n_rows,), self.vocab.start, dtype=torch.long, device=device)
         self.input_value = torch.zeros(n_rows, device=device)
-        self.prefix_index = self.input_index[:, None].clone()
-        self.prefix_value = self.input_value[:, None].clone()
         self.position = torch.zeros(1, dtype=torch.long, device=device)  # static path
         self.key_positions = torch.arange(max_length, device=device)
         self.generated_index = torch.full(
@@ -144,13 +158,7 @@ class _DecodeState:
 
     def hidden(self, decoder: ARDecoder, step: int) -> torch.Tensor:
         """Hidden state of the newest token of every active row."""
-        if self.static:
-            return decoder._step_static(self)
-        if self.use_cache:
-            return decoder._step_cached(
-                self.input_index, self.input_value, step, self.caches, self.memory_kv, self.z_in
-            )
-        return decoder._step_full(self.prefix_index, self.prefix_value, self.memory_kv, self.z_in)
+        return static_step(decoder, self) if self.static else cached_step(decoder, self, step)
 
     def record(self, next_id: torch.Tensor, next_value: torch.Tensor, step: int) -> None:
         """Write one step's draws (device ops only: no host-device sync)."""
@@ -171,9 +179,6 @@ class _DecodeState:
             self.position += 1
             return
         self.input_index, self.input_value = input_index, input_value
-        if not self.use_cache:  # only the uncached path re-reads the whole prefix
-            self.prefix_index = torch.cat([self.prefix_index, input_index[:, None]], dim=1)
-            self.prefix_value = torch.cat([self.prefix_value, input_value[:, None]], dim=1)
 
     def finished_or_compacted(self) -> bool:
         """Return True when every row has finished (one host-device sync).
@@ -202,8 +207,6 @@ class _DecodeState:
             "last",
             "input_index",
             "input_value",
-            "prefix_index",
-            "prefix_value",
             "z_in",
         )
         for name in per_row:
@@ -228,11 +231,11 @@ class _CapturedStep:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up (lazy initialisation) outside the capture
-            decoder._step_static(state)
+            static_step(decoder, state)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.hidden = decoder._step_static(state)
+            self.hidden = static_step(decoder, state)
 
     def __call__(self) -> torch.Tensor:
         self.graph.replay()

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sc_sed._validation import check_int
+
 from ._numeric import log1mexp
 
 NEG_INF = float("-inf")
@@ -452,7 +454,7 @@ class FactorisedIndexHead(IndexHead):
             self.context_block = nn.Linear(context_width, self.n_blocks, bias=False)
             context_rank = context_width
         elif n_context:
-            _check_int(context_rank, "context_rank", 1, "a positive integer")
+            check_int(context_rank, "context_rank", 1, "a positive integer")
             self.context_block = nn.Linear(n_context, self.n_blocks, bias=False)
             self.context_rank = nn.Linear(n_context, context_rank, bias=False)
         if n_context:
@@ -654,14 +656,8 @@ def _gather_features(table: torch.Tensor, feature: torch.Tensor) -> torch.Tensor
 
 def _context_layer(n_context: int, width: int) -> nn.Module:
     """Build the hidden layer a context goes through before its per-feature weights."""
-    _check_int(width, "context_width", 0, "a non-negative integer (0: linear context path)")
+    check_int(width, "context_width", 0, "a non-negative integer (0: linear context path)")
     return nn.Sequential(nn.Linear(n_context, width), nn.SiLU())
-
-
-def _check_int(value: Any, name: str, minimum: int, expected: str) -> None:
-    """Refuse anything but an integer ``>= minimum`` (a bool too): ``name must be expected``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be {expected}, got {value!r}.")
 
 
 def make_index_head(
