@@ -24,6 +24,10 @@ METRICS: dict[str, tuple[str, float]] = {
     "nnz_per_row_wasserstein": ("lower", 0.0),
     "n_spurious_features": ("lower", 0.0),
     "memorisation_ratio": ("closer", 1.0),
+    "logfc_pearson": ("higher", 1.0),
+    "logfc_pearson_split_half": ("none", np.nan),  # reference: two halves of the real rows
+    "marker_precision": ("higher", 1.0),
+    "marker_precision_split_half": ("none", np.nan),
 }
 PCA_METRICS = frozenset({"mmd", "energy_distance", "wasserstein", "discriminability_auroc"})
 SPARSITY_METRICS = frozenset(
@@ -37,6 +41,9 @@ SPARSITY_METRICS = frozenset(
     }
 )
 OVERALL_ONLY = frozenset({"n_spurious_features", "memorisation_ratio"})
+MARKER_METRICS = frozenset(
+    {"logfc_pearson", "logfc_pearson_split_half", "marker_precision", "marker_precision_split_half"}
+)
 COLUMNS = ["metric", "group", "value", "better", "ideal"]
 
 
@@ -47,7 +54,7 @@ def _wanted_metrics(
     needs = {
         "label_accuracy": (has_groups, "`groupby`"),
         "memorisation_ratio": (has_train, "`train`"),
-    }
+    } | {name: (has_groups, "`groupby`") for name in sorted(MARKER_METRICS)}
     if metrics is None:
         return frozenset(m for m in METRICS if needs.get(m, (True, ""))[0])
     if isinstance(metrics, str):
