@@ -18,6 +18,14 @@ from tqdm.auto import tqdm
 from sc_sed.data import pairs_to_csr
 
 from ._conditions import draw_conditions
+from ._like import (
+    DEFAULT_STRENGTH,
+    check_like,
+    check_strength,
+    encoding_copy,
+    template_requests,
+    template_rows,
+)
 from ._mudata import to_mudata
 from ._output import condition_obs, synthetic_anndata
 from ._registry import setup_arg
@@ -36,6 +44,8 @@ MEMORY_SHARE = 0.5
 #: the final stack held twice) and per row (indptr, obs).
 BYTES_PER_NONZERO = 24
 BYTES_PER_ROW = 64
+#: Rows generated when neither ``n_cells`` nor a list/dict request nor ``like`` gives a number.
+DEFAULT_N_CELLS = 1000
 
 
 def _is_int(value: Any) -> bool:
@@ -66,6 +76,17 @@ def check_generation_args(
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if sampler not in ("ddim", "ddpm"):
         raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}.")
+
+
+def default_n_cells(n_cells: int | None, requests: Mapping[str, Any]) -> int | None:
+    """``n_cells``, or :data:`DEFAULT_N_CELLS` when None and no request is a list or dict."""
+    if n_cells is not None:
+        return n_cells
+    counted = any(
+        isinstance(r, Mapping) or not (isinstance(r, str) or np.isscalar(r))
+        for r in requests.values()
+    )
+    return None if counted else DEFAULT_N_CELLS
 
 
 def _available_memory() -> int:
@@ -156,12 +177,28 @@ class GenerationMixin:
         msg = "The model's training conditions are unknown; train the diffusion first."
         raise RuntimeError(msg)
 
+    def _encode_templates(self, like: AnnData, batch_size: int) -> torch.Tensor:
+        """Encode the rows of ``like`` (encoder means) from a copy, leaving ``like`` untouched."""
+        from ._sed import check_var_names  # lazy: _sed imports this module
+
+        check_var_names(like, self.registry_)
+        copy = encoding_copy(like, self._layer, self._conditions)
+        try:
+            z = self.get_latent_representation(copy, batch_size=batch_size)
+        finally:  # scvi-tools' deregister_manager misses managers transferred on the fly
+            manager = self.get_anndata_manager(copy)
+            if manager is not None:
+                self._per_instance_manager_store[self.id].pop(manager.adata_uuid, None)
+        return torch.as_tensor(z, dtype=torch.float32)
+
     @torch.inference_mode()
     def generate(
         self,
-        n_cells: int | None = 1000,
+        n_cells: int | None = None,
         labels: Any = None,
         *,
+        like: AnnData | None = None,
+        strength: float | None = None,
         covariates: Mapping[str, Any] | None = None,
         guidance_scale: float | Mapping[str, float] | Sequence[float] = 1.0,
         sampler: Literal["ddim", "ddpm"] = "ddim",
@@ -179,12 +216,31 @@ class GenerationMixin:
         Parameters
         ----------
         n_cells
-            Number of rows (a positive integer); may be None when ``labels`` is a list or a
-            dict of counts.
+            Number of rows (a positive integer). None: the number a list or dict of
+            ``labels``/``covariates`` gives, one row per template row with ``like``, else
+            1000. With ``like``, a given ``n_cells`` cycles through the template rows in
+            order (row ``k`` edits template ``k mod len(like)``).
         labels
             Requested values of ``labels_key``: one category (for every row), a list (one per
             row) or a dict ``{category: n}`` (non-negative integer counts). None draws labels
-            in training proportions.
+            in training proportions (with ``like``: takes each template's label).
+        like
+            AnnData of template rows with the training features (same ``var_names`` in the
+            same order; data in the registered layer): generate new rows resembling them,
+            without retraining (SDEdit). Each template is encoded (encoder mean), noised to
+            time ``strength`` of the diffusion's forward process and denoised back to 0 in
+            ``ceil(strength * n_steps)`` steps with the chosen ``sampler``. Each row's
+            conditions are the requested ones (``labels``, ``covariates``), else its
+            template's values in ``like.obs`` under the registered keys (a category the model
+            was not trained on raises), else drawn as without ``like``. ``obs["template"]``
+            holds each row's template name (``like.obs_names``). ``like`` is not changed.
+        strength
+            With ``like``: how far rows may move from their templates, in ``(0, 1]``
+            (the diffusion time they are noised to). Small values keep each template's
+            cell type and most of its identity; 1 forgets the template (plain
+            conditional generation). None uses the default, chosen by measuring label
+            agreement, distance to the template and to the training cells on PBMC at
+            several strengths (``benchmarks/README.md``, "Cells like given cells").
         covariates
             Requested values of other registered covariates, ``{obs_key: request}`` with
             requests as for ``labels``. Unrequested covariates are drawn from training rows
@@ -233,13 +289,22 @@ class GenerationMixin:
         AnnData with CSR ``X`` (also in ``layers[layer]`` when a layer was registered), the
         training ``var_names``, the conditions in ``obs`` (training categories),
         ``obs["synthetic"] = True`` and provenance in ``uns["sc_sed"]``; a MuData for a
-        MuData model. With ``out``: the path of the written file.
+        MuData model. With ``out``: the path of the written file. With ``like``:
+        ``obs["template"]``, and ``uns["sc_sed"]`` records ``mode="like"``, ``strength`` and
+        ``n_templates``.
         """
         self._require("diffusion", "generate")
         check_generation_args(
             n_cells, temperature=temperature, seed=seed, batch_size=batch_size,
             n_steps=n_steps, sampler=sampler,
         )  # fmt: skip
+        if like is None and strength is not None:
+            raise ValueError("strength applies to generate(like=...); pass template rows as like.")
+        if like is not None:
+            check_like(like)
+            strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
+            if setup_arg(self.registry_, "modalities"):
+                raise ValueError("like= takes AnnData templates; a MuData model cannot use it.")
         shard = check_shard(shard)
         path = None if out is None else check_out_path(out, overwrite)
         if path is not None and setup_arg(self.registry_, "modalities"):
@@ -254,6 +319,13 @@ class GenerationMixin:
                 )
             requests[label_key] = labels
         weights = self._guidance_weights(guidance_scale)
+        template, latents = None, None
+        if like is not None:
+            latents = self._encode_templates(like, batch_size)
+            template = template_rows(like.n_obs, n_cells)
+            requests = template_requests(like, self._conditions, template, requests)
+            n_cells = len(template)
+        n_cells = default_n_cells(n_cells, requests)
         if path is None and n_cells is not None:
             self._check_memory(n_cells)
         codes = draw_conditions(
@@ -269,15 +341,21 @@ class GenerationMixin:
             self._check_memory(len(rows))
         codes = codes[rows.start : rows.stop]
         obs = condition_obs(self._conditions, codes, pd.Index([f"synthetic_{i}" for i in rows]))
+        if template is not None:
+            template = template[rows.start : rows.stop]
+            obs["template"] = np.asarray(like.obs_names.astype(str), dtype=object)[template]
         uns = self._provenance(
             seed=seed, sampler=sampler, n_steps=n_steps, temperature=temperature,
             guidance_scale=dict(zip([c.obs_key for c in self._conditions], weights, strict=True)),
             batch_size=batch_size,
             **({} if shard is None else {"shard": [*shard, len(rows), codes_total]}),
+            **({} if like is None else {
+                "mode": "like", "strength": strength, "n_templates": like.n_obs}),
         )  # fmt: skip
         batches = self._generate_batches(
             codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar,
             first_block=rows.start // batch_size,
+            templates=None if like is None else (latents, template, strength),
         )  # fmt: skip
         if path is None:
             return self._wrap(_stack(batches, self.module.n_features), obs, uns)
@@ -297,11 +375,13 @@ class GenerationMixin:
     @torch.inference_mode()
     def _generate_batches(
         self, codes, weights, sampler, n_steps, temperature, seed, batch_size, progress_bar,
-        first_block: int = 0,
+        first_block: int = 0, templates: tuple[torch.Tensor, np.ndarray, float] | None = None,
     ) -> Iterator[sp.csr_matrix]:  # fmt: skip
         """Sample and decode ``codes`` batch by batch, batch ``b`` seeded from ``(seed, b)``.
 
         ``codes`` starts at seed block ``first_block`` of the run (a shard's first block).
+        ``templates``: ``(latents, template of each row of codes, strength)`` to edit the
+        template latents (SDEdit) instead of sampling from noise.
         """
         self.module.eval()
         device = self.module.device
@@ -312,9 +392,14 @@ class GenerationMixin:
             generator = torch.Generator(device=device)
             generator.manual_seed(block_seed(seed, first_block + number))
             cond = torch.as_tensor(codes[start : start + batch_size], device=device)
+            edit = {}
+            if templates is not None:
+                latents, template, strength = templates
+                rows = torch.as_tensor(template[start : start + batch_size])
+                edit = {"start": latents[rows].to(device), "strength": strength}
             index, value, _ = self.module.sample(
                 cond, sampler=sampler, n_steps=n_steps, guidance=weights, generator=generator,
-                temperature=temperature,
+                temperature=temperature, **edit,
             )  # fmt: skip
             yield pairs_to_csr(index, value, self.module.n_features)
 
