@@ -1,13 +1,13 @@
-"""Diffusion budget: the early-stopped default against a fixed number of epochs (issue 13).
+"""Diffusion budget: early stopping against a fixed number of epochs, from one autoencoder.
 
 SED's autoencoder is trained once (the ``quality.py`` preset of the dataset), saved, and
 its latent diffusion is then trained from that same autoencoder in each arm:
 
 - ``fixed``: the preset's ``--sed-diffusion-epochs`` without early stopping (what
   ``quality.py`` does; on PBMC its 190 epochs are about the old default of 6,000 steps);
-- ``early``: the model's default, ``train_diffusion()``: a cap of about 6,000 optimiser
-  steps and early stopping on 10% held-out latents (patience 10 epochs);
-- ``old_default``: the old default, about 6,000 steps without early stopping.
+- ``early``: ``train_diffusion(early_stopping=True)``: the model's epoch budget as a cap
+  and early stopping on 10% held-out latents (patience 10 epochs);
+- ``old_default``: the model's epoch budget without early stopping (the default).
 
 Each arm generates the held-out label mix with the same seed and is scored against the
 held-out cells with :func:`sc_sed.tl.evaluate` (same split as ``quality.py``). The table
@@ -78,7 +78,7 @@ def diffusion_kwargs(arm: str, budget: Q.Budget, cap: int | None = None) -> dict
     if arm.startswith("fixed_"):
         return {"max_epochs": int(arm.removeprefix("fixed_")), "early_stopping": False}
     if arm == "early":
-        return {} if cap is None else {"max_epochs": cap}
+        return {"early_stopping": True} | ({} if cap is None else {"max_epochs": cap})
     return {"max_epochs": cap, "early_stopping": False}
 
 

@@ -1,4 +1,4 @@
-"""Fidelity report: where generated cells differ from real ones, and why (issue 12).
+"""Fidelity report: where generated cells differ from real ones, and why.
 
 SED and the baselines (thresholded dense DDPM, scVI from its prior) are trained on one split
 (``--heldout-fraction`` of each label held out, seeded) exactly as in ``quality.py``, and

@@ -84,7 +84,7 @@ class Budget:
     n_steps: int = 50
     max_minutes: float = 15.0
     #: SED with ``SEDModel``'s own sizes, epochs and minibatch (None fields) where no flag
-    #: names one: what a user gets, and issue 12's GPU target ("with the model's defaults")
+    #: names one: what a user gets (e.g. on a GPU)
     sed_model_defaults: bool = False
 
 
@@ -112,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # under-fitted (AUROC 0.70 vs 0.57; benchmarks/README.md, "Other data")
     "showers": {"sed_epochs": 60, "dense_epochs": 200},
     # 8 autoencoder epochs and the full 190 diffusion epochs (~6,000 steps): the CPU preset
-    # that met issue 12's targets (benchmarks/README.md); 2 heads of width 32 are cheaper
+    # behind the bladder figures in benchmarks/README.md; 2 heads of width 32 are cheaper
     "bladder": {
         "sed_epochs": 8,
         "sed_diffusion_epochs": 190,

@@ -34,8 +34,8 @@ def test_arm_arguments():
         "max_epochs": 12,
         "early_stopping": False,
     }
-    assert module.diffusion_kwargs("early", budget) == {}
-    assert module.diffusion_kwargs("early", budget, 9) == {"max_epochs": 9}
+    assert module.diffusion_kwargs("early", budget) == {"early_stopping": True}
+    assert module.diffusion_kwargs("early", budget, 9) == {"early_stopping": True, "max_epochs": 9}
     assert module.diffusion_kwargs("old_default", budget) == {
         "max_epochs": None, "early_stopping": False,
     }  # fmt: skip
