@@ -119,7 +119,11 @@ def marker_fidelity(
     """
     _check_marker_args(n_top, method, name="n_top")
     inputs = prepare_inputs(
-        {"real": real, "synth": synth}, layer=layer, normalize=normalize, align=align, groupby=groupby
+        {"real": real, "synth": synth},
+        layer=layer,
+        normalize=normalize,
+        align=align,
+        groupby=groupby,
     )
     labels = {k: _str_labels(v) for k, v in inputs.labels.items()}
     groups = _marker_groups(labels)
@@ -127,7 +131,9 @@ def marker_fidelity(
     half_a, half_b = _split_halves(labels["real"], seed)
     kw = {"groups": groups, "n_top": n_top, "method": method}
     main = _compare_pair(
-        _Side(Xn["real"], labels["real"], "real"), _Side(Xn["synth"], labels["synth"], "synth"), **kw
+        _Side(Xn["real"], labels["real"], "real"),
+        _Side(Xn["synth"], labels["synth"], "synth"),
+        **kw,
     )
     ref = _compare_pair(
         _Side(Xn["real"][half_a], labels["real"][half_a], "real half 1"),
