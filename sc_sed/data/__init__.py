@@ -8,6 +8,7 @@ from ._pca import sparse_pca
 from ._running_stats import RunningMatrixStats
 from ._shards import join_shards
 from ._stats import MatrixStats, matrix_stats, row_nnz
+from ._validate import check_matrix, validated_csr
 from ._zarr import read_lazy_zarr
 
 # The token functions need torch; load them on first use so that the adapters (and
@@ -32,6 +33,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "check_matrix",
+    "validated_csr",
     "MatrixStats",
     "RunningMatrixStats",
     "matrix_stats",

@@ -6,8 +6,9 @@ with sorted indices, summed duplicates and no explicitly stored zeros.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,120 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def canonical_csr(matrix: Any, *, dtype: Any = np.float32) -> sp.csr_matrix:
+def _wide_dtype(dtype: np.dtype) -> np.dtype:
+    """Dtype in which stored values are summed without wrapping (int64/uint64/float64)."""
+    if dtype.kind in "bi":
+        return np.dtype(np.int64)
+    if dtype.kind == "u":
+        return np.dtype(np.uint64)
+    if dtype.kind == "f" and dtype.itemsize < 8:
+        return np.dtype(np.float64)
+    return dtype
+
+
+def canonical_block(
+    matrix: Any, *, fmt: Literal["csr", "csc"] = "csr"
+) -> tuple[sp.csr_matrix | sp.csc_matrix, int]:
+    """Return a canonical copy of ``matrix`` and the number of duplicated entries summed.
+
+    Duplicated ``(row, col)`` entries are **summed** (in int64, uint64 or float64, so
+    they cannot wrap), explicitly stored zeros (also sums that cancel) are dropped and
+    indices are sorted. The input is never modified.
+
+    Parameters
+    ----------
+    matrix
+        SciPy sparse matrix or array (any format) or dense array-like.
+    fmt
+        Format of the result.
+
+    Returns
+    -------
+    The canonical matrix (values in the wide dtype) and how many stored entries were
+    merged into another one.
+    """
+    cls = sp.csc_matrix if fmt == "csc" else sp.csr_matrix
+    if sp.issparse(matrix):
+        n_stored = int(matrix.nnz)
+        out = cls(matrix, dtype=_wide_dtype(matrix.dtype), copy=True)
+        out.has_canonical_format = False  # never trust a flag copied from the input
+        out.sum_duplicates()
+        n_summed = n_stored - int(out.nnz)
+    else:
+        array = np.asarray(matrix)
+        out, n_summed = cls(array, dtype=_wide_dtype(array.dtype)), 0
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out, n_summed
+
+
+def cast_exact(values: np.ndarray, dtype: Any, *, what: str) -> np.ndarray:
+    """Cast ``values`` to ``dtype``, refusing any value the dtype cannot hold.
+
+    Integer dtypes refuse fractional values and values outside their range (nothing is
+    wrapped or truncated); float dtypes refuse values that overflow to infinity and
+    integers they cannot hold exactly (e.g. 2049 in float16), while other floats are
+    rounded to the nearest representable one (float64 to float32); bool refuses
+    anything but 0 and 1.
+
+    Parameters
+    ----------
+    values
+        Finite values.
+    dtype
+        Requested dtype (``None`` keeps ``values``' dtype).
+    what
+        What the values are, for the messages.
+
+    Returns
+    -------
+    A new array of ``dtype``.
+    """
+    if dtype is None:
+        return np.array(values)
+    target = np.dtype(dtype)
+    if target.kind not in "biuf":
+        msg = f"dtype={target} cannot hold {what}; pass a real numeric dtype (e.g. np.float32)."
+        raise TypeError(msg)
+    values = np.asarray(values)
+    bad = _unrepresentable(values, target)
+    if bad is not None:
+        with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            became = np.asarray([bad]).astype(target)[0].item()
+        msg = (
+            f"dtype={target} cannot hold {what}: {bad!r} would become {became!r}. Pass a "
+            "dtype that holds the data (e.g. np.float32, np.float64 or a wider integer type)."
+        )
+        raise ValueError(msg)
+    return values.astype(target)
+
+
+def _unrepresentable(values: np.ndarray, target: np.dtype) -> Any:
+    """Return the first value ``target`` cannot hold (exactly for integers), or None."""
+    if values.size == 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if target.kind == "f":
+            cast = values.astype(target)
+            lost = ~np.isfinite(cast) & np.isfinite(values)
+            if values.dtype.kind in "iu":  # integers must survive the round trip exactly
+                lost |= cast.astype(values.dtype) != values
+        elif target.kind == "b":
+            lost = (values != 0) & (values != 1)
+        elif values.dtype.kind in "iub":
+            info = np.iinfo(target)
+            lost = (values < info.min) | (values > info.max)
+        else:
+            info = np.iinfo(target)  # float bounds: info.max + 1 is a power of two, exact
+            lost = (values != np.round(values)) | (values < info.min)
+            lost |= values >= float(info.max) + 1
+    if not np.any(lost):
+        return None
+    return values[np.flatnonzero(lost)[0]].item()
+
+
+def canonical_csr(matrix: Any, *, dtype: Any = np.float32, what: str = "the values") -> sp.csr_matrix:
     """Return a new canonical CSR matrix (sorted indices, no duplicates, no stored zeros).
 
     Parameters
@@ -25,18 +139,18 @@ def canonical_csr(matrix: Any, *, dtype: Any = np.float32) -> sp.csr_matrix:
     matrix
         Anything :class:`scipy.sparse.csr_matrix` accepts (sparse matrix or array, dense array).
     dtype
-        Value dtype of the result.
+        Value dtype of the result (``None``: the input's). Duplicated entries are summed
+        before the cast, which refuses values the dtype cannot hold (:func:`cast_exact`).
+    what
+        What the values are, for the messages.
 
     Returns
     -------
     A copy of ``matrix`` in canonical CSR form; the input is never modified.
     """
-    out = sp.csr_matrix(
-        matrix if sp.issparse(matrix) else np.asarray(matrix), dtype=dtype, copy=True
-    )
-    out.sum_duplicates()
-    out.eliminate_zeros()
-    out.sort_indices()
+    input_dtype = matrix.dtype if sp.issparse(matrix) else np.asarray(matrix).dtype
+    out, _ = canonical_block(matrix)
+    out.data = cast_exact(out.data, input_dtype if dtype is None else dtype, what=what)
     return out
 
 

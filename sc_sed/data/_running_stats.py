@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._checks import canonical_block
 from ._stats import MatrixStats, value_flags, value_sums
 
 
@@ -55,8 +56,7 @@ class RunningMatrixStats:
                 "features of the earlier rows; every block needs (rows, n_vars)."
             )
             raise ValueError(msg)
-        csr = sp.csr_matrix(block)
-        csr.eliminate_zeros()
+        csr, _ = canonical_block(block)  # a copy: duplicates summed, zeros dropped
         bad, integer, low = value_flags(csr.data)
         self._n_nonfinite += bad
         self._is_integer &= integer

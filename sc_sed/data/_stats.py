@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._checks import canonical_block
+
 
 @dataclass
 class MatrixStats:
@@ -162,6 +164,8 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
 
     CSR and dense input (in memory or backed) are read in row chunks, CSC input in column
     chunks, so no chunk is larger than ``chunk_size`` rows (columns) of the sparse matrix.
+    Each chunk is read as :func:`~sc_sed.data.check_matrix` reads data: duplicated
+    ``(row, col)`` entries summed, stored zeros dropped (on a copy).
 
     Parameters
     ----------
@@ -175,15 +179,34 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
     -------
     The :class:`MatrixStats`.
     """
+    return summarise(x, chunk_size=chunk_size)[0]
+
+
+def summarise(x, *, chunk_size: int = 2048) -> tuple[MatrixStats, int]:
+    """Return :func:`matrix_stats` of ``x`` and the number of duplicated entries summed.
+
+    Parameters
+    ----------
+    x
+        See :func:`matrix_stats`.
+    chunk_size
+        Rows (columns for CSC) per chunk.
+
+    Returns
+    -------
+    The statistics and how many stored entries were merged into another one.
+    """
     n_obs, n_vars = x.shape
     n_detected = np.zeros(n_vars, dtype=np.int64)
     value_sum, log_value_sum = np.zeros(n_vars), np.zeros(n_vars)
     row_nnz = np.zeros(n_obs, dtype=np.int64)
-    is_int, min_value, n_bad, offset = True, 0.0, 0, 0
+    is_int, min_value, n_bad, offset, n_summed = True, 0.0, 0, 0, 0
+    if sp.issparse(x) and x.format not in ("csr", "csc"):  # COO, DOK, ...: not sliceable
+        x = canonical_block(x)[0]
     by_column = (sp.issparse(x) and x.format == "csc") or _backed_format(x) == "csc"
     for chunk in _chunks(x, chunk_size, axis=1 if by_column else 0):
-        chunk = (sp.csc_matrix if by_column else sp.csr_matrix)(chunk)
-        chunk.eliminate_zeros()
+        chunk, summed = canonical_block(chunk, fmt="csc" if by_column else "csr")
+        n_summed += summed
         bad, integer, low = value_flags(chunk.data)
         n_bad, is_int, min_value = n_bad + bad, is_int and integer, min(min_value, low)
         span = slice(offset, offset + chunk.shape[1 if by_column else 0])
@@ -200,7 +223,7 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
             log_value_sum += sums[1]
         offset = span.stop
     seen = n_detected > 0
-    return MatrixStats(
+    stats = MatrixStats(
         n_obs=n_obs,
         n_vars=n_vars,
         max_nonzero=int(row_nnz.max()) if n_obs else 0,
@@ -214,3 +237,4 @@ def matrix_stats(x, *, chunk_size: int = 2048) -> MatrixStats:
         value_sum=value_sum,
         log_value_sum=log_value_sum,
     )
+    return stats, n_summed

@@ -118,7 +118,8 @@ def tokens_from_csr(
     col
         ``(nnz,)`` feature ids.
     val
-        ``(nnz,)`` values. Explicitly stored zeros are dropped.
+        ``(nnz,)`` values. Explicitly stored zeros are dropped; entries repeating a
+        (row, col) position are summed.
     n_features
         Number of features ``D``.
     max_nonzero
@@ -137,10 +138,31 @@ def tokens_from_csr(
     )
 
 
+def _sum_duplicates(row, col, val, n_features):
+    """Sum sorted entries that share a (row, col) position, as SciPy's ``sum_duplicates``."""
+    if row.numel() < 2:
+        return row, col, val
+    key = row * n_features + col
+    first = torch.ones_like(key, dtype=torch.bool)
+    first[1:] = key[1:] != key[:-1]
+    if bool(first.all()):
+        return row, col, val
+    group = torch.cumsum(first.long(), 0) - 1
+    summed = torch.zeros(row.numel(), dtype=val.dtype, device=val.device)
+    summed = summed.index_add_(0, group, val)[: group[-1] + 1]
+    return row[first], col[first], summed
+
+
 def _tokens_from_entries(row, col, val, n_rows, n_features, max_nonzero, on_long_rows):
-    """Frame (row, col, val) entries in any order (zeros dropped) as token tensors."""
+    """Frame (row, col, val) entries in any order as token tensors.
+
+    Duplicated (row, col) entries are summed and zeros (also sums that cancel) dropped,
+    so each row's feature ids are strictly increasing.
+    """
+    row, col, val = _sort_within_rows(row, col, val.float(), n_features)
+    row, col, val = _sum_duplicates(row, col, val, n_features)
     keep = val != 0
-    row, col, val = _sort_within_rows(row[keep], col[keep], val[keep].float(), n_features)
+    row, col, val = row[keep], col[keep], val[keep]
     n_nonzero = torch.bincount(row, minlength=n_rows)
     if _check_row_lengths(n_nonzero, max_nonzero, on_long_rows):
         row, col, val = _truncate_rows(row, col, val, n_rows, max_nonzero, n_features)

@@ -7,10 +7,11 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import LayerField
 
-from sc_sed.data import MatrixStats, matrix_stats
+from sc_sed.data import MatrixStats, check_matrix
 
 
-def _where(layer: str | None) -> str:
+def where_data(layer: str | None) -> str:
+    """Name the registered matrix for messages: ``adata.X`` or ``adata.layers[layer]``."""
     return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
 
 
@@ -54,6 +55,10 @@ def validate_stats(stats: MatrixStats, where: str) -> dict:
 class SparseLayerField(LayerField):
     """The data matrix of an SED model: validated, never modified, summarised once.
 
+    The data are read by :func:`~sc_sed.data.check_matrix`'s rules: duplicated
+    ``(row, col)`` entries summed, stored zeros dropped, NaN/inf refused (negative values
+    are refused later, by every value likelihood but ``"gaussian"``).
+
     Unlike scvi-tools' :class:`~scvi.data.fields.LayerField` it does not reformat the
     user's matrix in place (dense or CSC data are accepted and read as they are), and it
     stores what the model needs in the registry, so a saved model can be rebuilt without
@@ -89,14 +94,15 @@ class SparseLayerField(LayerField):
         dtype = getattr(x, "dtype", None)
         if dtype is None or dtype.kind not in "biuf":
             msg = (
-                f"{_where(self.attr_key)} has non-numeric dtype {dtype}; convert it to "
+                f"{where_data(self.attr_key)} has non-numeric dtype {dtype}; convert it to "
                 "numbers first, e.g. `adata.X = adata.X.astype(np.float32)`."
             )
             raise TypeError(msg)
         super().validate_field(adata)
 
     def _stats(self, adata: AnnData) -> dict:
-        return validate_stats(matrix_stats(self.get_field_data(adata)), _where(self.attr_key))
+        where = where_data(self.attr_key)
+        return validate_stats(check_matrix(self.get_field_data(adata), what=where), where)
 
     def register_field(self, adata: AnnData) -> dict:
         """Register the layer and record its summary statistics."""

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from sc_sed.data import check_matrix, validated_csr
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -30,7 +32,11 @@ class _Inputs:
 
 
 def _get_matrix(adata: AnnData, layer: str | None, *, name: str) -> Matrix:
-    """Return ``adata.X`` or a layer as a CSR matrix or a dense float ndarray (no copy if possible)."""
+    """Return ``adata.X`` or a layer as a CSR matrix or a dense ndarray.
+
+    Sparse data come back as a canonical copy (:func:`sc_sed.data.validated_csr`:
+    duplicated entries summed, stored zeros dropped); dense data are not copied.
+    """
     from anndata import AnnData
 
     if not isinstance(adata, AnnData):
@@ -52,29 +58,31 @@ def _get_matrix(adata: AnnData, layer: str | None, *, name: str) -> Matrix:
     if hasattr(X, "to_memory"):  # backed sparse datasets
         X = X.to_memory()
     if sparse.issparse(X):
-        return X if isinstance(X, sparse.csr_matrix) else sparse.csr_matrix(X)
+        _check_dtype(X.dtype, name)
+        return validated_csr(X, what=f"`{name}`", dtype=None if X.dtype.kind == "f" else np.float64)
     return np.asarray(X)
 
 
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.kind not in "biuf":
+        msg = f"`{name}` holds values of dtype {dtype}; expected real numbers."
+        raise TypeError(msg)
+
+
 def _check_values(X: Matrix, *, name: str, need_counts: bool) -> None:
-    """Reject empty, non-finite and (when counts are needed) negative matrices."""
+    """Reject empty, non-finite and (when counts are needed) negative matrices.
+
+    The rules are :func:`sc_sed.data.check_matrix`'s (shared with the model and adapters).
+    """
     if X.shape[0] == 0 or X.shape[1] == 0:
         msg = f"`{name}` is empty ({X.shape[0]} rows x {X.shape[1]} features); pass a non-empty AnnData."
         raise ValueError(msg)
-    values = X.data if sparse.issparse(X) else X
-    if values.dtype.kind not in "biuf":
-        msg = f"`{name}` holds values of dtype {values.dtype}; expected real numbers."
-        raise TypeError(msg)
-    n_bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-    if n_bad:
-        msg = f"`{name}` contains {n_bad} non-finite values (NaN or inf); remove or impute them first."
-        raise ValueError(msg)
-    if need_counts and values.size and values.min() < 0:
-        msg = (
-            f"`{name}` contains negative values, but normalisation (normalize_total + log1p) "
-            "needs non-negative counts. Pass `normalize=False` if the data are already normalised."
-        )
-        raise ValueError(msg)
+    _check_dtype(X.dtype, name)
+    hint = (
+        "normalisation (normalize_total + log1p) needs non-negative counts. Pass "
+        "`normalize=False` if the data are already normalised"
+    )
+    check_matrix(X, what=f"`{name}`", nonnegative=need_counts, hint=hint)
 
 
 def _preview(names: pd.Index | list[str]) -> str:

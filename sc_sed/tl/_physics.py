@@ -21,6 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import wasserstein_distance
 
+from sc_sed.data import validated_csr
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -35,13 +37,10 @@ def _event_matrix(adata: AnnData, layer: str | None) -> sp.csr_matrix:
         msg = f"Layer {layer!r} not found in `adata.layers`; available: {list(adata.layers)}."
         raise KeyError(msg)
     matrix = adata.X if layer is None else adata.layers[layer]
-    csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)  # never touch the input
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    if csr.nnz and (not np.all(np.isfinite(csr.data)) or csr.data.min() < 0):
-        msg = "Pixel values (transverse momenta) must be finite and non-negative."
-        raise ValueError(msg)
-    return csr
+    return validated_csr(  # a canonical copy; the input is never touched
+        matrix, what="Pixel values (transverse momenta)", nonnegative=True, dtype=np.float64,
+        hint="transverse momenta must be finite and non-negative",
+    )  # fmt: skip
 
 
 def _pixel_coordinates(

@@ -123,7 +123,7 @@ def test_transfer_keeps_training_statistics_without_recomputing(trained, monkeyp
 
     model, adata = trained
     calls = []
-    monkeypatch.setattr(_fields, "matrix_stats", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(_fields, "check_matrix", lambda *a, **k: calls.append(1))
     new = adata[:10].copy()
     latents = model.get_latent_representation(new)
     assert latents.shape[0] == 10 and calls == []
