@@ -60,6 +60,24 @@ def _finite(value: Any) -> bool:
     )
 
 
+def check_temperature(temperature: Any) -> None:
+    """Raise a ValueError unless ``temperature`` is a finite number > 0."""
+    if not (_finite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
+
+
+def check_seed(seed: Any) -> None:
+    """Raise a ValueError unless ``seed`` is a non-negative integer (of any size)."""
+    if not (_is_int(seed) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+
+
+def check_positive_int(value: Any, name: str) -> None:
+    """Raise a ValueError unless ``value`` is an integer >= 1 (not a bool)."""
+    if not (_is_int(value) and value >= 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
 def check_generation_args(
     n_cells: Any, *, temperature: Any, seed: Any, batch_size: Any, n_steps: Any, sampler: Any
 ) -> None:
@@ -67,13 +85,10 @@ def check_generation_args(
     if n_cells is not None and not (_is_int(n_cells) and n_cells >= 1):
         msg = f"n_cells must be a positive integer (or None with `labels` counts), got {n_cells!r}."
         raise (ValueError if _is_int(n_cells) else TypeError)(msg)
-    if not (_finite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
-    if not (_is_int(seed) and seed >= 0):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    for name, value in (("batch_size", batch_size), ("n_steps", n_steps)):
-        if not (_is_int(value) and value >= 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    check_temperature(temperature)
+    check_seed(seed)
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(n_steps, "n_steps")
     if sampler not in ("ddim", "ddpm"):
         raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}.")
 

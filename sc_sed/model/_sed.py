@@ -19,7 +19,7 @@ from scvi.model.base import BaseModelClass
 
 from sc_sed._docs import docs
 from sc_sed._validation import check_int
-from sc_sed.data import pairs_to_csr
+from sc_sed.data import check_matrix, pairs_to_csr
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY, SEDModule
 from sc_sed.train import global_rank, quiet_sparse_loading, tokenize_batch
 
@@ -28,10 +28,11 @@ from ._conditions import check_obs_keys, condition_specs
 from ._datamodule import SETUP_METHOD_NAME as DATAMODULE_SETUP
 from ._datamodule import anndata_setup_method, datamodule_registry
 from ._devices import resolve_device
-from ._fields import SparseLayerField
-from ._generation import GenerationMixin
+from ._fields import SparseLayerField, where_data
+from ._generation import GenerationMixin, check_positive_int, check_seed, check_temperature
 from ._mudata import MuDataSetupMixin, combined_stats, data_keys, joint_reference
 from ._registry import SETUP_ARGS_KEY, setup_arg, state_registry
+from ._shards import block_seed
 from ._training import TrainingMixin
 
 if TYPE_CHECKING:
@@ -439,6 +440,24 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             raise RuntimeError(msg)
 
     # -- encoding / reconstruction -----------------------------------------------------------
+    def _check_data(self, adata: AnnData | MuData) -> None:
+        """Validate ``adata``'s registered data by :func:`~sc_sed.data.check_matrix`'s rules.
+
+        Negative values are refused unless the value likelihood is ``"gaussian"``.
+        """
+        manager = self.get_anndata_manager(adata, required=True)
+        keys = self._x_keys
+        hint = (
+            f"value_likelihood={self.value_likelihood_!r} models non-negative values; pass "
+            "data like the training data (e.g. raw counts)"
+        )
+        for key in keys:
+            what = where_data(self._layer) if len(keys) == 1 else f"The registered data {key!r}"
+            check_matrix(
+                manager.get_from_registry(key), what=what, hint=hint,
+                nonnegative=self.value_likelihood_ != "gaussian",
+            )  # fmt: skip
+
     def _token_batches(self, adata: AnnData | None, indices, batch_size: int | None):
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(
@@ -477,8 +496,11 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         ``(n_rows, n_latent)`` array.
         """
         self._require("autoencoder", "compute latents")
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
         adata = self._validate_anndata(adata)
         rows = check_indices(indices, adata.n_obs)
+        self._check_data(adata)
         self.module.eval()
         out = [
             self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY]).cpu()
@@ -514,13 +536,13 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         indices
             Rows to reconstruct (default: all).
         seed
-            Seed of the decoder's sampling.
+            Seed of the decoder's sampling (a non-negative integer, as in :meth:`generate`).
         greedy
             Most likely index and point-estimate value at each step instead of sampling.
         temperature
-            Index softmax temperature when sampling.
+            Index softmax temperature when sampling (finite, > 0).
         batch_size
-            Rows per minibatch.
+            Rows per minibatch (a positive integer; default 64).
 
         Returns
         -------
@@ -528,10 +550,18 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         and the training ``var_names``.
         """
         self._require("autoencoder", "reconstruct")
+        check_seed(seed)
+        check_temperature(temperature)
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
+        if not isinstance(greedy, bool | np.bool_):
+            raise TypeError(f"greedy must be True or False, got {greedy!r}.")
         self.module.eval()
         source = self._validate_anndata(adata)
         rows = check_indices(indices, source.n_obs)
-        generator = torch.Generator(device=self.module.device).manual_seed(seed)
+        self._check_data(source)
+        generator = torch.Generator(device=self.module.device)
+        generator.manual_seed(block_seed(seed, 0))
         parts = []
         for b in self._token_batches(source, rows, batch_size):
             z = self.module.encode(b[TOKENS_INDEX_KEY], b[TOKENS_VALUE_KEY])

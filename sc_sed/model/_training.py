@@ -243,6 +243,7 @@ class TrainingMixin:
             if max_epochs is None:
                 max_epochs = _default_epochs(_steps_per_epoch(datamodule), 1, 3000, 400)
         else:
+            self._check_data(self.adata)  # the data may have changed since setup_anndata
             if uses_distributed_sampler(trainer_kwargs.get("strategy", "auto")):
                 # the splitter's samplers split the rows across ranks themselves
                 trainer_kwargs = {"use_distributed_sampler": False, **trainer_kwargs}
