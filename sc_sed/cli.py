@@ -125,7 +125,7 @@ def _join(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     import sc_sed
-    from sc_sed.model._stream import check_out_path
+    from sc_sed.model import check_out_path
 
     if Path(args.out).exists() and not args.overwrite:
         raise CLIError(f"--out {args.out!r} already exists; pass --overwrite to replace it.")

@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from sc_sed.data._checks import check_values, get_matrix
-from sc_sed.model._conditions import ConditionSpec, draw_conditions
-from sc_sed.model._output import condition_obs, synthetic_anndata
+from sc_sed.data import check_values, get_matrix
+from sc_sed.model import ConditionSpec, condition_obs, draw_conditions, synthetic_anndata
 
 if TYPE_CHECKING:
     from anndata import AnnData

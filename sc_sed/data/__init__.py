@@ -1,5 +1,6 @@
 """Sparse data handling: CSR <-> (index, value) tokens, and adapters to sparse AnnData."""
 
+from ._checks import canonical_csr, check_values, get_matrix
 from ._coo import from_coo, from_dense, to_coo, to_dense
 from ._images import from_images, to_images
 from ._interactions import from_interactions, to_interactions
@@ -14,6 +15,7 @@ from ._zarr import read_lazy_zarr
 # The token functions need torch; load them on first use so that the adapters (and
 # sc_sed.tl / sc_sed.pl, which use them) import without torch.
 _TOKEN_NAMES = (
+    "LongRows",
     "TokenBatch",
     "csr_to_tokens",
     "pairs_to_csr",
@@ -40,6 +42,7 @@ __all__ = [
     "matrix_stats",
     "row_nnz",
     "sparse_pca",
+    "LongRows",
     "TokenBatch",
     "csr_to_tokens",
     "pairs_to_csr",
@@ -58,4 +61,7 @@ __all__ = [
     "split_modalities",
     "join_shards",
     "read_lazy_zarr",
+    "canonical_csr",
+    "check_values",
+    "get_matrix",
 ]

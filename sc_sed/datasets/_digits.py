@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 from sklearn.datasets import load_digits
 
-from sc_sed.data._images import from_images
+from sc_sed.data import from_images
 
 
 def digits() -> AnnData:

@@ -10,7 +10,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
-from sc_sed.data._checks import canonical_csr
+from sc_sed.data import canonical_csr
 
 logger = logging.getLogger(__name__)
 

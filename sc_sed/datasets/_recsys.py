@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from sc_sed.data._checks import canonical_csr
+from sc_sed.data import canonical_csr
 
 from ._utils import check_positive_ints, pad_features, resolve_n_features
 

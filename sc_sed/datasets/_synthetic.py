@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from sc_sed.data._checks import canonical_csr
+from sc_sed.data import canonical_csr
 
 from ._utils import check_positive_ints, pad_features, resolve_n_features
 

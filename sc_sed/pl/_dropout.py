@@ -8,9 +8,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy.stats import pearsonr
 
-from ..tl._checks import prepare_inputs
-from ..tl._sparsity import column_mean, feature_detection
-from ._utils import ORIGIN_COLORS, _check_labels, _finish, _multi_axes, _single_axes
+from ._utils import (
+    ORIGIN_COLORS,
+    _check_labels,
+    _finish,
+    _multi_axes,
+    _single_axes,
+    _sparsity_pair,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -101,8 +106,10 @@ def dropout_pattern(
     if (kind == "both" and ax is not None) or (kind != "both" and axs is not None):
         msg = "Pass `axs=` (two Axes) with kind='both' and `ax=` (one Axes) with the other kinds."
         raise ValueError(msg)
-    X = prepare_inputs({"real": real, "synth": synth}, layer=layer, normalize=False, align=False).X
-    stats = {name: (column_mean(mat), feature_detection(mat)) for name, mat in X.items()}
+    stats = {
+        name: (var["sc_sed_mean"].to_numpy(), var["sc_sed_detection_rate"].to_numpy())
+        for name, (var, _) in _sparsity_pair(real, synth, layer).items()
+    }
     draw = {"mean_vs_detection": _mean_vs_detection, "detection_scatter": _detection_scatter}
     if kind == "both":
         panels = _multi_axes(axs, 2)

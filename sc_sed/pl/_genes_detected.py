@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..tl._checks import prepare_inputs
-from ..tl._sparsity import row_nnz, row_total
-from ._utils import ORIGIN_COLORS, _check_labels, _finish, _multi_axes
+from ._utils import ORIGIN_COLORS, _check_labels, _finish, _multi_axes, _sparsity_pair
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -97,10 +95,10 @@ def genes_detected(
     if kind not in ("hist", "ecdf"):
         msg = f"kind={kind!r} is not one of 'hist', 'ecdf'."
         raise ValueError(msg)
-    X = prepare_inputs({"real": real, "synth": synth}, layer=layer, normalize=False, align=False).X
+    stats = _sparsity_pair(real, synth, layer)
     panels = _multi_axes(axs, 2)
-    nnz = [row_nnz(m).astype(float) for m in X.values()]
-    totals = [row_total(m) for m in X.values()]
+    nnz = [obs["sc_sed_n_nonzero"].to_numpy(dtype=float) for _, obs in stats.values()]
+    totals = [obs["sc_sed_total"].to_numpy(dtype=float) for _, obs in stats.values()]
     _draw(panels[0], nnz, labels, kind=kind, n_bins=bins, log=False)
     panels[0].set_xlabel("non-zero features per row")
     _draw(panels[1], totals, labels, kind=kind, n_bins=bins, log=log_total)

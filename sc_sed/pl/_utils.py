@@ -7,8 +7,12 @@ from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+
+from sc_sed.tl import sparsity_stats
 
 if TYPE_CHECKING:
+    from anndata import AnnData
     from matplotlib.axes import Axes
 
 #: Colours of the real and synthetic sets in every sc_sed plot.
@@ -24,6 +28,33 @@ def _palette(n: int) -> list[str]:
     if n <= 20:
         return [to_hex(c) for c in plt.get_cmap("tab20").colors[:n]]
     return [to_hex(c) for c in plt.get_cmap("gist_rainbow")(np.linspace(0, 1, n, endpoint=False))]
+
+
+def _sparsity_pair(
+    real: AnnData, synth: AnnData, layer: str | None
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """:func:`sc_sed.tl.sparsity_stats` of both sets, features in ``real``'s order.
+
+    Raises when the two sets do not hold the same features (in any order).
+    """
+    stats = {"real": sparsity_stats(real, layer=layer), "synth": sparsity_stats(synth, layer=layer)}
+    features = {name: var.index for name, (var, _) in stats.items()}
+    for name, index in features.items():
+        if not index.is_unique:
+            msg = f"`{name}.var_names` has duplicates; call `.var_names_make_unique()` first."
+            raise ValueError(msg)
+    missing = features["real"].difference(features["synth"], sort=False)
+    extra = features["synth"].difference(features["real"], sort=False)
+    if len(missing) or len(extra):
+        msg = (
+            f"Feature sets differ: {len(missing)} features of `real` are missing from `synth` "
+            f"({list(missing[:5])}) and `synth` has {len(extra)} features not in `real` "
+            f"({list(extra[:5])}). Subset both to the same var_names."
+        )
+        raise ValueError(msg)
+    var, obs = stats["synth"]
+    stats["synth"] = (var.loc[features["real"]], obs)
+    return stats
 
 
 def _single_axes(ax: Axes | None, *, figsize: tuple[float, float] = (4.0, 4.0)) -> Axes:

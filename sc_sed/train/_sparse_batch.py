@@ -10,8 +10,7 @@ import torch
 from scvi import REGISTRY_KEYS, settings
 from scvi.dataloaders import DataSplitter
 
-from sc_sed.data import tokens_from_tensor
-from sc_sed.data._tokens import LongRows
+from sc_sed.data import LongRows, tokens_from_tensor
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY
 
 from ._bucketing import AUTO_BUCKET_PADDING, LengthBucketBatchSampler, padding_factor, row_lengths
