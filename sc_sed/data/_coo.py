@@ -103,6 +103,9 @@ def from_coo(
         ``"error"`` raises a :class:`ValueError`.
     dtype
         Value dtype of ``X``. Use ``np.float64`` for a bit-exact round trip of float64 values.
+        Values it cannot hold (after summing duplicates), e.g. 300 in ``int8``, 4.5 in an
+        integer dtype, -1 in an unsigned one or 1e5 in ``float16``, raise a ValueError
+        naming the value; nothing is wrapped or truncated.
 
     Returns
     -------
@@ -122,9 +125,9 @@ def from_coo(
     n_obs, n_vars = _resolve_shape(rows_, cols_, shape, obs_names, var_names)
     if duplicates == "error":
         _check_duplicates(rows_, cols_, n_vars)
-    coo = sp.coo_matrix((vals.astype(np.float64), (rows_, cols_)), shape=(n_obs, n_vars))
+    coo = sp.coo_matrix((vals, (rows_, cols_)), shape=(n_obs, n_vars))
     return AnnData(
-        X=canonical_csr(coo, dtype=dtype),
+        X=canonical_csr(coo, dtype=dtype, what="`values`"),
         obs=pd.DataFrame(index=as_names(obs_names, n_obs, what="obs_names")),
         var=pd.DataFrame(index=as_names(var_names, n_vars, what="var_names")),
     )
@@ -174,7 +177,8 @@ def from_dense(
     obs_names, var_names
         Unique names (stored as ``str``); default ``"0", "1", ...``.
     dtype
-        Value dtype of ``X``.
+        Value dtype of ``X``; values it cannot hold (e.g. -1 in ``uint8``) raise a
+        ValueError naming the value.
 
     Returns
     -------
@@ -198,7 +202,7 @@ def from_dense(
     kept = np.where(np.abs(dense) > threshold, dense, 0)
     logger.debug("from_dense: %d of %d entries non-zero", np.count_nonzero(kept), kept.size)
     return AnnData(
-        X=canonical_csr(kept, dtype=dtype),
+        X=canonical_csr(kept, dtype=dtype, what="`array`"),
         obs=pd.DataFrame(index=as_names(obs_names, dense.shape[0], what="obs_names")),
         var=pd.DataFrame(index=as_names(var_names, dense.shape[1], what="var_names")),
     )

@@ -10,7 +10,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._checks import as_array, canonical_csr, check_values, get_matrix
+from ._checks import as_array, canonical_csr, get_matrix
+from ._validate import validated_csr
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -129,7 +130,8 @@ def from_images(
         Per-event annotations, one row per event (its index becomes ``obs_names``).
     dtype
         Value dtype of ``X``. Energies stay real-valued (never rounded); use ``np.float64`` for
-        a bit-exact round trip of float64 images.
+        a bit-exact round trip of float64 images. Energies it cannot hold (e.g. 4.5 in an
+        integer dtype, 1e5 in ``float16``) raise a ValueError naming the value.
 
     Returns
     -------
@@ -138,8 +140,7 @@ def from_images(
     ``eta``, ``phi``; ``uns["sc_sed_image"]["shape"] = [H, W]``. :func:`to_images` inverts it.
     """
     flat, shape = _flat_images(images, image_shape)
-    X = canonical_csr(flat, dtype=dtype)
-    check_values(X.data, what="Image energies", nonnegative=True)
+    X = validated_csr(flat, what="Image energies", nonnegative=True, dtype=dtype)
     adata = AnnData(X=X, obs=_event_obs(obs, X.shape[0]), var=_pixel_var(shape, eta, phi))
     adata.uns[IMAGE_KEY] = {"shape": [shape[0], shape[1]]}
     logger.debug("from_images: %d events, %s grid, %d non-zeros", X.shape[0], shape, X.nnz)
@@ -155,6 +156,25 @@ def _pixel_positions(adata: AnnData) -> tuple[np.ndarray, np.ndarray]:
         msg = "`adata.var` has no 'row'/'col' columns and the var_names are not 'px_{row}_{col}'; build it with `from_images`."
         raise KeyError(msg)
     return parts[0].to_numpy(dtype=np.int64), parts[1].to_numpy(dtype=np.int64)
+
+
+def _check_one_feature_per_pixel(
+    names: pd.Index, row: np.ndarray, col: np.ndarray, shape: tuple[int, int]
+) -> None:
+    """Raise when two features sit at the same pixel of the grid (one would overwrite the other)."""
+    inside = (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1])
+    flat = np.where(inside, row * shape[1] + col, -1 - np.arange(row.size))
+    unique, counts = np.unique(flat, return_counts=True)
+    if np.all(counts == 1):
+        return
+    pixel = unique[counts > 1][0]
+    clash = names[flat == pixel][:5].tolist()
+    msg = (
+        f"Features {clash} all sit at pixel ({pixel // shape[1]}, {pixel % shape[1]}) "
+        f"(var 'row'/'col' or var_names) of the {shape[0]}×{shape[1]} grid; each pixel "
+        "needs one feature. Fix `adata.var['row']`/`['col']` (e.g. rebuild with `from_images`)."
+    )
+    raise ValueError(msg)
 
 
 def _stored_shape(adata: AnnData, image_shape: tuple[int, int] | None) -> tuple[int, int]:
@@ -175,6 +195,7 @@ def to_images(
     missing, e.g. on generated data, by var_names ``"px_{row}_{col}"``), so reordered or subset
     pixel columns are handled; pixels absent from ``var`` are zero. Features outside the grid
     (e.g. all-zero padding with ``row = -1``) are ignored when they hold no non-zero value.
+    Two features at the same pixel raise a ValueError (neither value is dropped silently).
 
     Parameters
     ----------
@@ -191,6 +212,7 @@ def to_images(
     """
     height, width = _stored_shape(adata, image_shape)
     row_of, col_of = _pixel_positions(adata)
+    _check_one_feature_per_pixel(adata.var_names, row_of, col_of, (height, width))
     csr = canonical_csr(get_matrix(adata, layer), dtype=None).tocoo()
     row, col = row_of[csr.col], col_of[csr.col]
     inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)

@@ -41,27 +41,49 @@ def _check_columns(df: pd.DataFrame, columns: dict[str, Any]) -> None:
         raise KeyError(msg)
 
 
+#: ``pandas.api.types.infer_dtype`` results of object id columns that mix id types.
+_MIXED_IDS = ("mixed", "mixed-integer", "mixed-integer-float")
+
+
 def _encode_ids(series: pd.Series, *, what: str) -> tuple[np.ndarray, pd.Index, str]:
-    """Return integer codes, the sorted unique ids as ``str``, and the id dtype to restore."""
+    """Return integer codes, the sorted unique ids as ``str``, and the id dtype to restore.
+
+    Integer ids keep their exact values (64-bit unsigned included); a column mixing id
+    types (e.g. ``1`` and ``"1"``, which would print alike) is refused.
+    """
     if series.isna().any():
         msg = f"{what} column {series.name!r} has {int(series.isna().sum())} missing ids; drop those rows first."
         raise ValueError(msg)
-    if pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        values: np.ndarray = series.to_numpy(dtype=np.int64)
-        kind = str(series.dtype)
+    dtype = series.dtype
+    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        values: np.ndarray = series.to_numpy(dtype=getattr(dtype, "numpy_dtype", dtype))
+        kind = str(dtype)
     else:
+        inferred = pd.api.types.infer_dtype(series, skipna=False)
+        if inferred in _MIXED_IDS:
+            types = sorted({type(v).__name__ for v in series.to_numpy()})
+            msg = (
+                f"{what} column {series.name!r} mixes id types ({', '.join(types)}), so ids such "
+                "as 1 and '1' could not be told apart. Convert the column to one type first, "
+                f"e.g. `df[{series.name!r}] = df[{series.name!r}].astype(str)`."
+            )
+            raise TypeError(msg)
         values = series.astype(str).to_numpy(dtype=str)
-        kind = "str"
+        kind = "int" if inferred == "integer" else "str"  # Python ints beyond 64 bits
     unique, codes = np.unique(values, return_inverse=True)
     return codes.astype(np.int64), pd.Index(unique.astype(str).tolist()), kind
 
 
 def _restore_ids(names: pd.Index, kind: str) -> np.ndarray | pd.Series:
-    if kind != "str":
-        try:
-            return pd.Series(np.asarray(names, dtype=np.int64)).astype(kind)
-        except (TypeError, ValueError):
-            logger.warning("Ids recorded as %s are not all integers any more; returning str.", kind)
+    if kind == "str":
+        return np.asarray(names, dtype=object)
+    try:
+        ints = [int(n) for n in names]  # exact for any size, unlike a float or int64 parse
+        if kind == "int":
+            return np.asarray(ints, dtype=object)
+        return pd.Series(ints, dtype=kind)
+    except (TypeError, ValueError, OverflowError):
+        logger.warning("Ids recorded as %s are not all integers any more; returning str.", kind)
     return np.asarray(names, dtype=object)
 
 
@@ -81,7 +103,15 @@ def _numeric_values(series: pd.Series) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(series.dtype):
         msg = f"Value column {series.name!r} must be numeric, got dtype {series.dtype}."
         raise TypeError(msg)
-    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    dtype = series.dtype
+    if (
+        pd.api.types.is_integer_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not series.isna().any()
+    ):  # integers stay exact (a float64 holds them only up to 2**53)
+        values = series.to_numpy(dtype=getattr(dtype, "numpy_dtype", dtype))
+    else:
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     check_values(values, what=f"Values in column {series.name!r}")
     return values
 
@@ -104,7 +134,7 @@ def _aggregate(
     return (
         agg.index.get_level_values(0).to_numpy(),
         agg.index.get_level_values(1).to_numpy(),
-        agg.to_numpy(dtype=np.float64),
+        agg.to_numpy(),
     )
 
 
@@ -144,7 +174,9 @@ def from_interactions(
     df
         One row per interaction (not modified).
     user_col, item_col
-        Columns holding user and item ids (str or int; no missing ids).
+        Columns holding user and item ids (str or int, 64-bit unsigned included; no
+        missing ids). Ids are kept exactly; a column that mixes id types (e.g. ``1`` and
+        ``"1"``) raises a TypeError rather than merging ids that print alike.
     value_col
         Column of finite values (ratings, counts, dwell times). ``None`` means implicit
         feedback: each row counts as ``1.0``.
@@ -158,7 +190,9 @@ def from_interactions(
         count), ``"max"`` (e.g. binary implicit feedback), ``"last"`` (last row in table order
         wins), or ``"error"`` to raise.
     dtype
-        Value dtype of ``X``.
+        Value dtype of ``X``. Values it cannot hold (after combining duplicates), e.g. 300
+        or 4.5 in ``int8``, raise a ValueError naming the value; nothing is wrapped or
+        truncated.
 
     Returns
     -------
@@ -184,7 +218,7 @@ def from_interactions(
         )
     coo = sp.coo_matrix((vals, (rows, cols)), shape=(len(user_names), len(item_names)))
     adata = AnnData(
-        X=canonical_csr(coo, dtype=dtype),
+        X=canonical_csr(coo, dtype=dtype, what="the interaction values"),
         obs=_metadata(user_metadata, user_names, what="user_metadata"),
         var=_metadata(item_metadata, item_names, what="item_metadata"),
     )
