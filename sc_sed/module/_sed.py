@@ -61,7 +61,7 @@ class SEDModule(BaseModuleClass):
     hazard_init
         Initialise the index head's biases from ``detection_rate`` (see
         :meth:`~sc_sed.nn.FactorisedIndexHead.init_hazards`): training starts at the
-        independent-detection likelihood (``benchmarks/README.md``, "Fidelity at 20k genes").
+        independent-detection likelihood (``benchmarks/summaries/bladder_start.json``).
     current_block_hazard
         Factorised head only: the block of the last emitted feature gets the probability
         that one of its *remaining* features is detected (an exact two-level hazard)

@@ -23,7 +23,7 @@ class SetEncoder(nn.Module):
     reads the row's size, ``log1p`` of its number of non-zeros and of the sum of its
     absolute values, so that the latent can carry cell size (library size, detected
     genes) at thousands of non-zeros per row, where the summary token's share of the
-    mean is negligible (``benchmarks/README.md``, "Fidelity at 20k genes").
+    mean is negligible (``benchmarks/README.md``, "What did not work").
 
     Parameters
     ----------

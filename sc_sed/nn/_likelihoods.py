@@ -139,7 +139,7 @@ class ValueHead(nn.Module):
     gene's typical count and its own dispersion) and, with a ``latent_term``, a per-row
     term on its location, the direct path from the latent to "how much of feature ``j``"
     that scVI's decoder has (without it the location depends on the row only through the
-    decoder's hidden state; ``benchmarks/README.md``, "Counts that ignored the cell"):
+    decoder's hidden state; ``benchmarks/README.md``, "What did not work"):
 
     * ``"tied"``: ``a_j · s_j``, with ``s_j`` the latent's term on feature ``j``'s
       detection logit in the index head (:meth:`~sc_sed.nn.IndexHead.feature_terms`) and

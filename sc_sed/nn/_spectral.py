@@ -46,8 +46,8 @@ class SpectralFeatures(nn.Module):
 
     A mean-pooled set encoder sees *which* features a row holds only through per-feature
     embeddings it has to learn; at 20k features they learn slowly, and the latent then
-    separates cell types poorly early in training (``benchmarks/README.md``, "An encoder
-    that starts from the data"). The principal components of the training rows
+    separates cell types poorly early in training (``benchmarks/README.md``, "Fidelity").
+    The principal components of the training rows
     (:func:`~sc_sed.data.sparse_pca` of :func:`transform_values`), fitted once before
     training and kept as buffers, give the encoder that information from the first step.
     A score is a sum over the row's non-zeros only (features a row lacks contribute the
