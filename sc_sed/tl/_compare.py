@@ -59,6 +59,12 @@ def _scc(real: Matrix, synth: Matrix, *, normalize: bool) -> float:
     a = _normalized_means(real, normalize=normalize)
     b = _normalized_means(synth, normalize=normalize)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
+        which = "real" if np.ptp(a) == 0 else "synthetic"
+        logger.warning(
+            "scc is NaN: every feature has the same mean in the %s rows (e.g. all-zero rows), "
+            "so a rank correlation is undefined.",
+            which,
+        )
         return float("nan")
     return float(spearmanr(a, b).statistic)
 

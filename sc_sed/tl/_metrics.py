@@ -143,22 +143,41 @@ def discriminability_auroc(
     # Identical rows (e.g. copied training rows) share a fold: a copy with the other label in the
     # training folds would otherwise push the held-out prediction the wrong way (AUROC < 0.5).
     _, row_id = np.unique(data, axis=0, return_inverse=True)
+    row_id = row_id.ravel()
     duplicated = row_id.max() + 1 < len(data)
     folds = (StratifiedGroupKFold if duplicated else StratifiedKFold)(
         n_folds, shuffle=True, random_state=seed
     )
+    splits = _two_class_splits(folds, data, target, row_id if duplicated else None, n_folds)
+    if splits is None:
+        return float("nan")
     clf = _make_classifier(classifier, seed)
     # Small fits: OpenMP threads cost more than they save (and stall on a busy machine).
     with threadpool_limits(limits=1, user_api="openmp"):
-        proba = cross_val_predict(
-            clf,
-            data,
-            target,
-            groups=row_id if duplicated else None,
-            cv=folds,
-            method="predict_proba",
-        )[:, 1]
+        proba = cross_val_predict(clf, data, target, cv=splits, method="predict_proba")[:, 1]
     return float(roc_auc_score(target, proba))
+
+
+def _two_class_splits(folds, data, target, groups, n_folds: int) -> list | None:
+    """Return the folds' (train, test) splits, or None (logged) if a training fold has one class.
+
+    Repeated rows share a fold, so few distinct rows (e.g. identical or all-zero rows) can
+    leave a training fold with rows of one set only: the classifier is then undefined.
+    """
+    n_distinct = len(np.unique(groups)) if groups is not None else len(data)
+    reason = f"only {n_distinct} distinct rows in both sets"
+    if n_distinct >= n_folds:
+        splits = list(folds.split(data, target, groups=groups))
+        if all(len(np.unique(target[train])) == 2 for train, _ in splits):
+            return splits
+        reason += ", so a training fold would hold rows of one set only"
+    logger.warning(
+        "discriminability_auroc is NaN: %s (repeated rows share a fold); %d-fold "
+        "cross-validation needs more distinct rows in each set.",
+        reason,
+        n_folds,
+    )
+    return None
 
 
 def nearest_distances(reference: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -119,10 +119,24 @@ class _PCASpace:
         return out
 
 
+def _check_variance(Xn: Matrix) -> None:
+    """Raise when the rows are all the same (no variance: the principal axes are undefined)."""
+    low, high = Xn.min(axis=0), Xn.max(axis=0)
+    if sparse.issparse(low):
+        low, high = low.toarray(), high.toarray()
+    if np.array_equal(np.asarray(low), np.asarray(high)):
+        msg = (
+            f"The {Xn.shape[0]} real rows the PCA is fitted on are identical (after "
+            "normalisation), so the principal axes are undefined; pass real rows that differ."
+        )
+        raise ValueError(msg)
+
+
 def _fit_pca_space(
     X_real: Matrix, *, normalize: bool, n_pcs: int, n_hvg: int | None, seed: int
 ) -> _PCASpace:
     """Fit the evaluation space on the given real rows (subsample them beforehand if needed)."""
+    from scipy.sparse.linalg import ArpackError
     from sklearn.decomposition import PCA
 
     if n_pcs < 1:
@@ -143,7 +157,11 @@ def _fit_pca_space(
             n_pcs,
             Xn.shape,
         )
-    pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=seed).fit(Xn)
+    _check_variance(Xn)
+    try:
+        pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=seed).fit(Xn)
+    except ArpackError:  # e.g. rank below n_comps; the randomised solver does not need it
+        pca = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit(Xn)
     return _PCASpace(
         normalize=normalize,
         features=features,

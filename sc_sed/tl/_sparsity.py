@@ -108,6 +108,11 @@ def _zero_fraction(X: Matrix) -> float:
 
 def _safe_pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
+        logger.warning(
+            "detection_rate_pearson is NaN: every feature has the same detection rate in the "
+            "%s rows (e.g. all-zero or identical rows), so a correlation is undefined.",
+            "real" if np.ptp(a) == 0 else "synthetic",
+        )
         return float("nan")
     return float(pearsonr(a, b).statistic)
 
