@@ -404,6 +404,7 @@ def check_anndata_out(out: str | os.PathLike, overwrite: bool, *, name: str = "o
         raise ValueError(f"{name}={str(out)!r} must end in .h5ad or .zarr.")
     if not path.parent.is_dir():
         raise ValueError(f"{name}={str(out)!r}: the folder {str(path.parent)!r} does not exist.")
+    clean_stale(path)
     check_replaceable(
         path, overwrite=overwrite, ours=_ours_anndata, what=f"{name}={str(out)!r}",
         files_ok=path.suffix == ".h5ad",

@@ -40,6 +40,7 @@ from sc_sed._fs import (
     MARKER,
     OutputExistsError,
     check_replaceable,
+    clean_stale,
     has_marker,
     publish,
     staging,
@@ -230,6 +231,7 @@ def save_model(
     names = file_names(prefix)
     target = Path(dir_path)
     what = f"dir_path={str(target)!r}"
+    clean_stale(target)  # first: puts back a folder a killed overwrite had moved aside
     if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
         msg = f"{what} exists and is not a folder; pass a folder path to save to."
         raise OutputExistsError(msg)
