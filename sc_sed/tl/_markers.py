@@ -41,6 +41,16 @@ Method = Literal["wilcoxon", "t-test", "t-test_overestim_var"]
 
 
 @dataclass
+class NormalizedPair:
+    """Real and synthetic rows normalised on shared features, with string labels and real groups."""
+
+    X: dict[str, Matrix]
+    labels: dict[str, np.ndarray]
+    groups: list[str]
+    var_names: pd.Index
+
+
+@dataclass
 class _Side:
     """One set of a pair: normalised rows (genes of the pair only) and string labels."""
 
@@ -118,16 +128,8 @@ def marker_fidelity(
     >>> df.pivot(index="group", columns="metric", values=["value", "split_half"])
     """
     _check_marker_args(n_top, method, name="n_top")
-    inputs = prepare_inputs(
-        {"real": real, "synth": synth},
-        layer=layer,
-        normalize=normalize,
-        align=align,
-        groupby=groupby,
-    )
-    labels = {k: _str_labels(v) for k, v in inputs.labels.items()}
-    groups = _marker_groups(labels)
-    Xn = {k: _normalize(X, normalize=normalize) for k, X in inputs.X.items()}
+    pair = normalized_pair(real, synth, groupby, layer=layer, normalize=normalize, align=align)
+    Xn, labels, groups = pair.X, pair.labels, pair.groups
     half_a, half_b = _split_halves(labels["real"], seed)
     kw = {"groups": groups, "n_top": n_top, "method": method}
     main = _compare_pair(
@@ -144,6 +146,22 @@ def marker_fidelity(
     df.attrs["sc_sed"] = {"groupby": groupby, "n_top": n_top, "method": method, "seed": seed}
     df.attrs["sc_sed"] |= {"normalize": normalize, "layer": layer, "logfc": "mean log1p difference"}
     return df
+
+
+def normalized_pair(
+    real: AnnData, synth: AnnData, groupby: str, *, layer: str | None, normalize: bool, align: bool
+) -> NormalizedPair:
+    """Validate both sets and return normalised copies (1e4 per row + ``log1p`` when ``normalize``)."""
+    inputs = prepare_inputs(
+        {"real": real, "synth": synth},
+        layer=layer,
+        normalize=normalize,
+        align=align,
+        groupby=groupby,
+    )
+    labels = {k: _str_labels(v) for k, v in inputs.labels.items()}
+    Xn = {k: _normalize(X, normalize=normalize) for k, X in inputs.X.items()}
+    return NormalizedPair(Xn, labels, _marker_groups(labels), inputs.var_names)
 
 
 def marker_records(
@@ -242,26 +260,37 @@ def _valid_groups(side: _Side, groups: list[str]) -> list[str]:
 
 def _side_de(side: _Side, groups: list[str], k: int, method: str) -> dict:
     """``{group: (log-fold-change per gene, indices of the top-k markers)}`` for one set."""
-    import scanpy as sc
-    from anndata import AnnData
-
     valid = _valid_groups(side, groups)
     if not valid:
         return {}
-    genes = pd.Index([str(j) for j in range(side.X.shape[1])])
-    obs = pd.DataFrame({"group": pd.Categorical(side.labels, categories=groups)})
-    obs.index = obs.index.astype(str)
-    adata = AnnData(side.X, obs=obs, var=pd.DataFrame(index=genes))
-    sc.tl.rank_genes_groups(
-        adata, "group", groups=valid, reference="rest", method=method, n_genes=k, use_raw=False
-    )
-    names = adata.uns["rank_genes_groups"]["names"]
+    top = top_markers(side.X, side.labels, valid, k, method=method)
     out = {}
     for group in valid:
         in_group = side.labels == group
-        top = genes.get_indexer(np.asarray(names[group], dtype=str))
-        out[group] = (_mean(side.X[in_group]) - _mean(side.X[~in_group]), top)
+        out[group] = (_mean(side.X[in_group]) - _mean(side.X[~in_group]), top[group])
     return out
+
+
+def top_markers(
+    X: Matrix, labels: np.ndarray, groups: list[str], k: int, *, method: str = "wilcoxon"
+) -> dict[str, np.ndarray]:
+    """Column indices of each group's ``k`` top up-regulated markers (group vs rest, by score).
+
+    ``X`` holds normalised rows; :func:`scanpy.tl.rank_genes_groups` ranks them. Each group
+    needs at least 2 rows in it and 2 outside it.
+    """
+    import scanpy as sc
+    from anndata import AnnData
+
+    genes = pd.Index([str(j) for j in range(X.shape[1])])
+    obs = pd.DataFrame({"group": pd.Categorical(labels, categories=sorted(set(groups)))})
+    obs.index = obs.index.astype(str)
+    adata = AnnData(X, obs=obs, var=pd.DataFrame(index=genes))
+    sc.tl.rank_genes_groups(
+        adata, "group", groups=groups, reference="rest", method=method, n_genes=k, use_raw=False
+    )
+    names = adata.uns["rank_genes_groups"]["names"]
+    return {g: genes.get_indexer(np.asarray(names[g], dtype=str)) for g in groups}
 
 
 def _mean(X: Matrix) -> np.ndarray:
