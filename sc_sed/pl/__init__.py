@@ -6,8 +6,9 @@ Axes (a list for several panels) unless the figure is shown.
 
 from ._dropout import dropout_pattern
 from ._genes_detected import genes_detected
+from ._history import history
 from ._markers import gene_means, markers
 from ._metrics import metrics
 from ._umap import umap
 
-__all__ = ["dropout_pattern", "gene_means", "genes_detected", "markers", "metrics", "umap"]
+__all__ = ["dropout_pattern", "gene_means", "genes_detected", "history", "markers", "metrics", "umap"]
