@@ -25,33 +25,14 @@ SUMMARY_METRICS = (
 )
 
 
-CPU_AE_EPOCHS = 60  # a few minutes on 2 CPU cores; on a GPU the model's default applies
-#: Autoencoder minibatch on a CPU. A CPU step costs about in proportion to its rows, so
-#: smaller batches give more optimiser steps in the same time: at 8 rows the PBMC
-#: autoencoder reached a validation loss of 2.68 in 100 s where 32 rows reached 2.82-2.85.
-#: A GPU step costs about the same for 8 or 32 rows, so there the model's default stays.
-CPU_BATCH_SIZE = 8
-#: Latent-diffusion epochs on a CPU (the model's default, ~177 here, took 4 of the demo's
-#: 8.5 minutes; 100 scored alike on the held-out cells: AUROC 0.51 vs 0.57, MMD ~0 both).
-CPU_DIFFUSION_EPOCHS = 100
-
-
-def _on_cpu(accelerator: str) -> bool:
-    import torch
-
-    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-
-
 @dataclass
 class DemoConfig:
-    """Settings of :func:`run_demo` (CPU-friendly defaults).
+    """Settings of :func:`run_demo`.
 
-    ``max_epochs=None`` trains the autoencoder for ``CPU_AE_EPOCHS`` epochs on a CPU and
-    for the model's data-size default (more) on a GPU; ``diffusion_max_epochs=None``
-    likewise uses ``CPU_DIFFUSION_EPOCHS`` on a CPU; ``batch_size=None`` uses
-    ``CPU_BATCH_SIZE`` rows on a CPU and the model's default (32) on a GPU;
-    ``threads=None`` picks torch CPU threads that do not oversubscribe the machine
-    (:func:`sc_sed._threads.recommended_threads`).
+    Sizes, epochs and the minibatch left at None are the model's recipe for the data and
+    the device (:data:`sc_sed.model.PRESETS`: the small CPU model on a CPU), as for any
+    ``SEDModel(adata); model.train()``. ``threads=None`` picks torch CPU threads that do
+    not oversubscribe the machine (:func:`sc_sed._threads.recommended_threads`).
     """
 
     out: Path = Path("sc_sed_demo")
@@ -60,9 +41,9 @@ class DemoConfig:
     accelerator: str = "auto"
     seed: int = 0
     heldout_fraction: float = 0.2
-    n_hidden: int = 64
-    n_layers: int = 1
-    n_latent: int = 32
+    n_hidden: int | None = None
+    n_layers: int | None = None
+    n_latent: int | None = None
     batch_size: int | None = None
     n_steps: int = 50
     figures: bool = True
@@ -145,23 +126,16 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
     train_idx, held_idx = stratified_split(adata.obs["bulk_labels"], cfg.heldout_fraction, cfg.seed)
     train, heldout = adata[train_idx].copy(), adata[held_idx].copy()
     sc_sed.SEDModel.setup_anndata(train, layer="counts", labels_key="bulk_labels")
+    preset = "cpu" if cfg.accelerator == "cpu" else "auto"
     model = sc_sed.SEDModel(
-        train,
-        n_hidden=cfg.n_hidden,
-        n_ff=2 * cfg.n_hidden,
-        n_layers=cfg.n_layers,
-        n_latent=cfg.n_latent,
+        train, n_hidden=cfg.n_hidden, n_layers=cfg.n_layers, n_latent=cfg.n_latent, preset=preset
     )
     stages.lap("load")
-    on_cpu = _on_cpu(cfg.accelerator)
-    max_epochs = cfg.max_epochs or (CPU_AE_EPOCHS if on_cpu else None)
-    batch_size = cfg.batch_size or (CPU_BATCH_SIZE if on_cpu else 32)
-    diffusion_epochs = cfg.diffusion_max_epochs or (CPU_DIFFUSION_EPOCHS if on_cpu else None)
     model.train(
-        max_epochs,
-        diffusion_epochs,
+        cfg.max_epochs,
+        cfg.diffusion_max_epochs,
         accelerator=cfg.accelerator,
-        batch_size=batch_size,
+        batch_size=cfg.batch_size,
         seed=cfg.seed,
     )
     train_s = stages.lap("train")
@@ -193,6 +167,7 @@ def run_demo(cfg: DemoConfig) -> pd.DataFrame:
         "threads": threads,
         "stage_seconds": stages.seconds,
         "figures": figures,
+        "recipe": model.recipe_,
         "metrics": overall_metrics(metrics),
     }
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2))

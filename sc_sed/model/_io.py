@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sc_sed._defaults import upgrade_init_params
 from sc_sed._fs import (
     MARKER,
     OutputExistsError,
@@ -55,8 +57,9 @@ from ._io_schema import (
     check_document,
     decode_history,
     encode_history,
+    feature_names,
 )
-from ._jsoncodec import CodecError, decode, encode
+from ._jsoncodec import CodecError, decode, encode, loads
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +263,29 @@ class SavedModel:
     uns: dict
     adata: Any
     paths: dict[str, Path]
+    adata_path: Path | None = None
+
+
+#: Largest file of each kind that :meth:`SEDModel.load <sc_sed.SEDModel.load>` reads, in
+#: bytes; a larger one is refused (with ``os.stat``) before anything is read. The JSON
+#: document holds the registry, the data split and the history; the metadata .h5ad the
+#: training ``var``.
+MAX_FILE_BYTES = {
+    "model": 256 << 20,
+    "tensors": 64 << 30,
+    "meta": 1 << 30,
+    "adata": 1 << 40,
+    "mdata": 1 << 40,
+}
+#: Largest total size that the datasets of an .h5ad/.h5mu file may declare (uncompressed).
+MAX_DECLARED_BYTES = {"meta": 4 << 30, "adata": 4 << 40, "mdata": 4 << 40}
+_KIND_NAMES = {
+    "model": "model document",
+    "tensors": "tensor file",
+    "meta": "model metadata .h5ad",
+    "adata": "saved training data",
+    "mdata": "saved training data",
+}
 
 
 def legacy_message(folder: Path, legacy: Path) -> str:
@@ -273,22 +299,67 @@ def legacy_message(folder: Path, legacy: Path) -> str:
     )
 
 
-def _nonempty_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise ModelFileError(f"{path} is missing; the model folder is incomplete.")
-    data = path.read_bytes()
-    if not data:
-        raise ModelFileError(
-            f"{path} is empty (0 bytes); the save was interrupted or the file truncated."
+def _check_size(path: Path, info: os.stat_result, kind: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        msg = (
+            f"{path} is not a regular file (a folder, device, FIFO or socket); a model "
+            "folder holds only regular files."
         )
+        raise ModelFileError(msg)
+    if info.st_size == 0:
+        msg = f"{path} is empty (0 bytes); the save was interrupted or the file truncated."
+        raise ModelFileError(msg)
+    limit = MAX_FILE_BYTES[kind]
+    if info.st_size > limit:
+        msg = (
+            f"{path}: file size {info.st_size:,} bytes exceeds the limit for a "
+            f"{_KIND_NAMES[kind]} ({limit:,} bytes); it is not a file SEDModel.save wrote."
+        )
+        raise ModelFileError(msg)
+
+
+def check_file(path: Path, kind: str) -> None:
+    """Refuse a missing, empty, oversized or non-regular file (read nothing).
+
+    Parameters
+    ----------
+    path
+        The file.
+    kind
+        Its key in :data:`MAX_FILE_BYTES`.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} is missing; the model folder is incomplete.") from None
+    except OSError as err:
+        raise ModelFileError(f"{path} cannot be read: {err}") from err
+    _check_size(path, info, kind)
+
+
+def _read_bytes(path: Path, kind: str) -> bytes:
+    """Read a checked file whole, from the very file checked (a FIFO cannot block)."""
+    check_file(path, kind)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise ModelFileError(f"{path} cannot be read: {err}") from err
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        _check_size(path, info, kind)  # the file may have been replaced meanwhile
+        data = file.read(info.st_size + 1)
+    if len(data) != info.st_size:
+        raise ModelFileError(f"{path} changed while it was read; load the folder again.")
     return data
 
 
 def read_document(path: Path, model_cls: type, allowed: list[str]) -> dict:
     """Read, decode and validate ``sc_sed_model.json``."""
-    data = _nonempty_bytes(path)
+    data = _read_bytes(path, "model")
     try:
-        raw = json.loads(data.decode("utf-8"))
+        raw = loads(data)
+    except CodecError as err:
+        raise ModelFileError(f"{path} is not a model document: {err}") from err
     except UnicodeDecodeError as err:
         raise ModelFileError(
             f"{path} is not a UTF-8 JSON text file (binary or random bytes)."
@@ -309,6 +380,8 @@ def read_document(path: Path, model_cls: type, allowed: list[str]) -> dict:
         raise ModelFileError(msg)
     try:
         doc = decode(raw)
+        if isinstance(doc, dict) and "init_params" in doc:  # files of earlier versions
+            doc["init_params"] = upgrade_init_params(doc["init_params"])
         check_document(doc, model_cls, allowed)
     except (CodecError, SchemaError) as err:
         raise ModelFileError(f"{path} does not match the sc_sed model schema: {err}") from err
@@ -319,7 +392,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read the safetensors file (CPU tensors)."""
     from safetensors.torch import load
 
-    data = _nonempty_bytes(path)
+    data = _read_bytes(path, "tensors")
     try:
         return load(data)
     except Exception as err:  # safetensors raises its own error types for every bad header
@@ -328,8 +401,41 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         ) from err
 
 
-def _read_h5(path: Path, what: str, mudata: bool = False):
-    _nonempty_bytes(path)
+def _check_h5_layout(path: Path, kind: str) -> None:
+    """Refuse links or storage outside the file and datasets declaring too many bytes."""
+    import h5py
+
+    declared, problems = 0, []
+
+    def visit(name: str, link: Any) -> None:
+        nonlocal declared
+        if not isinstance(link, h5py.HardLink | h5py.SoftLink):
+            problems.append(f"{name!r} is a link to another file")
+            return
+        obj = file.get(name)
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual or obj.external:
+                problems.append(f"dataset {name!r} stores its data outside the file")
+            declared += int(obj.size or 0) * obj.dtype.itemsize
+
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems_links(visit)
+    except Exception as err:  # h5py raises OSError, KeyError, ValueError for damaged files
+        msg = f"{path} is not a readable {_KIND_NAMES[kind]} (truncated or corrupted?): {err}"
+        raise ModelFileError(msg) from err
+    if declared > MAX_DECLARED_BYTES[kind]:
+        problems.append(
+            f"its datasets declare {declared:,} bytes, more than {MAX_DECLARED_BYTES[kind]:,}"
+        )
+    if problems:
+        raise ModelFileError(f"{path} is refused: {'; '.join(problems[:3])}.")
+
+
+def _read_h5(path: Path, kind: str, mudata: bool = False):
+    what = _KIND_NAMES[kind]
+    check_file(path, kind)
+    _check_h5_layout(path, kind)
     try:
         if mudata:
             import mudata as md
@@ -366,15 +472,52 @@ def read_folder(
         )
         raise ModelFileError(msg)
     doc = read_document(paths["model"], model_cls, allowed)
+    for key in ("tensors", "meta"):  # every file is present and of plausible size first
+        check_file(paths[key], key)
     tensors = read_tensors(paths["tensors"])
-    meta = _read_h5(paths["meta"], "model metadata .h5ad")
-    adata = None
+    meta = _read_h5(paths["meta"], "meta")
+    check_metadata(meta, doc["registry"], paths["meta"])
+    adata, adata_path = None, None
     if load_adata:
         is_mudata = doc["registry"]["setup_method_name"] == "setup_mudata"
         key = "mdata" if is_mudata else "adata"
-        if paths[key].exists():
-            adata = _read_h5(paths[key], "saved training data", mudata=is_mudata)
-    return SavedModel(doc, tensors, meta.var, dict(meta.uns), adata, paths)
+        if os.path.lexists(paths[key]):
+            adata, adata_path = _read_h5(paths[key], key, mudata=is_mudata), paths[key]
+    return SavedModel(doc, tensors, meta.var, dict(meta.uns), adata, paths, adata_path)
+
+
+def check_metadata(meta: Any, registry: dict, path: Path) -> None:
+    """Check the metadata AnnData against the registry: no rows, the same features.
+
+    With several modalities the names may carry their modality (``"rna:CD3E"``).
+    """
+    blocks = feature_names(registry)
+    expected = np.concatenate(blocks) if blocks else np.array([], dtype=str)
+    names = np.asarray(meta.var_names).astype(str)
+    if meta.n_obs != 0:
+        raise ModelFileError(f"{path}: obs has {meta.n_obs} rows; the metadata file has none.")
+    if names.shape != expected.shape:
+        msg = (
+            f"{path}: var has {names.size} features, the registry in {MODEL_FILE} "
+            f"{expected.size}."
+        )
+        raise ModelFileError(msg)
+    modalities = registry["setup_args"].get("modalities") or []
+    if len(blocks) > 1 and len(modalities) == len(blocks):
+        pairs = zip(modalities, blocks, strict=True)
+        prefixed = np.concatenate([[f"{m}:{n}" for n in b] for m, b in pairs])
+        if (names == prefixed).all():
+            expected = prefixed
+    if not (names == expected).all():
+        i = int(np.flatnonzero(names != expected)[0])
+        msg = (
+            f"{path}: var_names differ from the feature names (column_names) in {MODEL_FILE}: "
+            f"position {i} is {names[i]!r:.80}, the registry has {expected[i]!r:.80}."
+        )
+        raise ModelFileError(msg)
+    bad = [k for k in meta.uns if not str(k).startswith("sc_sed_")]
+    if bad:
+        raise ModelFileError(f"{path}: uns holds entries {bad[:5]} that a model file never has.")
 
 
 def check_tensors(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> dict:
@@ -382,17 +525,20 @@ def check_tensors(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pat
     expected = module.state_dict()
     got = {k[len(MODULE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODULE_PREFIX)}
     stray = [k for k in tensors if not k.startswith(MODULE_PREFIX) and k != CODES_KEY]
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected] + stray
+    missing = [MODULE_PREFIX + k for k in expected if k not in got]
+    unexpected = [MODULE_PREFIX + k for k in got if k not in expected] + stray
     if missing or unexpected:
-        msg = f"{path} does not match the model: missing tensors {missing[:5]}, unexpected {unexpected[:5]}."
+        msg = (
+            f"{path} does not match the model {MODEL_FILE} describes: missing tensors "
+            f"{missing[:5]}, unexpected {unexpected[:5]}."
+        )
         raise ModelFileError(msg)
     for key, ref in expected.items():
         t = got[key]
         if t.shape != ref.shape or t.dtype != ref.dtype:
             msg = (
                 f"{path}: tensor {key!r} has shape {tuple(t.shape)} ({t.dtype}), the model "
-                f"needs {tuple(ref.shape)} ({ref.dtype})."
+                f"{MODEL_FILE} describes needs {tuple(ref.shape)} ({ref.dtype})."
             )
             raise ModelFileError(msg)
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -421,30 +567,27 @@ def check_codes(tensors: dict, conditions: list, trained: bool, path: Path) -> n
     return codes
 
 
-#: SEDModel arguments added or given a new default after format version 1 was introduced,
-#: with the value a saved model that does not name them was built (and trained) with.
-EARLIER_DEFAULTS = {
-    "hazard_init": False,
-    "current_block_hazard": False,
-    "n_encoder_pcs": 0,
-    "context_width": 0,
-    "value_latent_term": "none",
-}
+def _build(model_cls: type, saved: SavedModel, adata: Any):
+    params = saved.doc["init_params"]  # upgraded from earlier versions by read_document
+    kwargs = {**params["non_kwargs"], **params["kwargs"].get("module_kwargs", {})}
+    try:
+        return model_cls(adata, registry=saved.doc["registry"], **kwargs)
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as err:
+        msg = f"{saved.paths['model']}: its init_params do not build a model: {err}"
+        raise ModelFileError(msg) from err
 
 
 def restore_model(model_cls: type, saved: SavedModel, adata: Any):
-    """Build the model from a validated folder: init parameters, tensors, attributes."""
-    doc, json_path = saved.doc, saved.paths["model"]
-    params = doc["init_params"]
-    kwargs = dict(params["kwargs"].get("module_kwargs", {}))
-    for key, value in EARLIER_DEFAULTS.items():  # saved before these defaults: as trained
-        if key not in params["non_kwargs"] and key not in kwargs:
-            kwargs[key] = value
-    try:
-        model = model_cls(adata or None, registry=doc["registry"], **params["non_kwargs"], **kwargs)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ModelFileError(f"{json_path}: its parameters do not build a model: {err}") from err
-    state = check_tensors(model.module, saved.tensors, saved.paths["tensors"])
+    """Build the model from a validated folder: init parameters, tensors, attributes.
+
+    The module is first built on PyTorch's ``meta`` device (no memory) and compared with
+    the tensor file, so the real one is only allocated when it is as large as the file.
+    """
+    doc = saved.doc
+    with torch.device("meta"):
+        shapes = _build(model_cls, saved, None)
+    state = check_tensors(shapes.module, saved.tensors, saved.paths["tensors"])
+    model = _build(model_cls, saved, adata or None)
     model.module.load_state_dict(state, strict=True)
     attrs = doc["attributes"]
     codes = check_codes(
@@ -465,3 +608,11 @@ def _check_metadata(saved: SavedModel, model) -> None:
     if saved.var.shape[0] != n_vars:
         msg = f"{saved.paths['meta']}: var has {saved.var.shape[0]} features, the model {n_vars}."
         raise ModelFileError(msg)
+    attrs, json_path = saved.doc["attributes"], saved.paths["model"]
+    for name in ("max_nonzero_", "index_head_", "value_likelihood_"):
+        if name in attrs and attrs[name] != getattr(model, name):
+            msg = (
+                f"{json_path}: attributes/{name} is {attrs[name]!r}, but its init_params and "
+                f"registry give {getattr(model, name)!r}."
+            )
+            raise ModelFileError(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import warnings
@@ -17,6 +18,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
+from sc_sed._defaults import SIZE_FIELDS, Preset, choose_sizes
 from sc_sed._docs import docs
 from sc_sed._validation import check_int
 from sc_sed.data import check_matrix, pairs_to_csr
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from anndata import AnnData
     from lightning.pytorch import LightningDataModule
     from mudata import MuData
+
+logger = logging.getLogger(__name__)
 
 FACTORISED_HEAD_MIN_FEATURES = 512
 
@@ -83,7 +87,6 @@ def check_indices(indices: Sequence[int] | None, n_obs: int) -> np.ndarray:
     return rows
 
 
-@docs.dedent
 def _detection_rate(stats: dict) -> torch.Tensor | None:
     """Per-feature fraction of registered rows with a non-zero (None for old registries)."""
     n_detected = stats.get("n_detected")
@@ -115,12 +118,20 @@ def _value_sums(stats: dict) -> tuple[torch.Tensor, ...] | None:
     return tuple(torch.as_tensor(np.asarray(v)) for v in sums)
 
 
+@docs.dedent
 class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass):
     """Sparsity-Exploiting Diffusion for sparse AnnData.
 
     Rows are encoded from their non-zero (feature, value) pairs by a set encoder,
     modelled by diffusion in the latent space, and decoded autoregressively into
     strictly increasing (feature, value) pairs; every other entry is an exact zero.
+
+    Sizes left at None, and the epochs and minibatch of :meth:`train`, come from one
+    recipe chosen from the data and the device (the table in :mod:`sc_sed._defaults`,
+    :data:`~sc_sed.model.PRESETS`): on a CPU a small model (width 64, one layer) trained
+    with 16-row minibatches, on a GPU a larger one. A value you pass always wins. The
+    chosen values are logged once and kept in :attr:`recipe_` (and in a saved model).
+    Measurements of these defaults are in ``benchmarks/README.md``.
 
     Parameters
     ----------
@@ -130,13 +141,19 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     registry
         Registry of a saved model (used by :meth:`load`), or of a data module from
         :meth:`setup_datamodule`.
-    %(architecture)s
+    n_latent
+        Size of the latent space (default: the recipe's, 32 on a CPU, 64 on a GPU).
+    n_hidden
+        Transformer width of the encoder and decoder (recipe: 64 / 128); the
+        feed-forward width ``n_ff`` is twice this unless given.
+    n_layers
+        Transformer layers of the encoder and of the decoder (recipe: 1 / 2).
+    n_heads
+        Attention heads (recipe: 2 / 4); must divide ``n_hidden``.
     index_head
         ``"flat"`` (one softmax over all features, O(D) per token), ``"factorised"``
         (block then offset, O(√D) per token) or ``"auto"`` (factorised from
         512 features on, where it is already cheaper than the flat head).
-    block_size
-        Block size of the factorised head (default ``ceil(sqrt(D))``).
     value_likelihood
         Likelihood of the non-zero values: ``"ztnb"`` (zero-truncated negative
         binomial), ``"ztpoisson"``, ``"lognormal"``, ``"gaussian"``, or ``"auto"``:
@@ -147,51 +164,22 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         Rows longer than ``max_nonzero`` raise (``"error"``) or keep their
         ``max_nonzero`` largest values (``"truncate"``).
     mask_unseen_features
-        Never generate features that are zero in every registered row.
-    hazard_init
-        Start the index head as independent detections at each feature's training
-        detection rate (its biases; see :meth:`~sc_sed.nn.FactorisedIndexHead.init_hazards`)
-        instead of at probability 1/2 for every block and feature. On the 20k-gene mouse
-        bladder counts this (with ``current_block_hazard``) took the CPU preset from
-        SCC 0.893 / MMD 0.171 to 0.933 / 0.053 (``benchmarks/README.md``).
-    current_block_hazard
-        Factorised head: after an emission, its block gets the probability that one of
-        its *remaining* features is detected (an exact two-level hazard) rather than its
-        whole-block probability again. Models saved before this became the default
-        load with ``False``, as they were trained.
-    encoder_size_features
-        Opt-in: the encoder's head also reads each row's size (``log1p`` of its number of
-        non-zeros and of its summed values), which the mean over its tokens cannot see.
-        On the 20k-gene mouse bladder counts the latent then carries cell size (library
-        size of a cell decoded from its own latent: correlation 0.40 → 0.87 and 0.76 →
-        0.95 in two training seeds), while the generated cells' MMD went 0.037 → 0.059
-        with one seed and 0.022 → 0.021 with the other (``benchmarks/README.md``): too
-        few runs to change the default, so it is off.
-    n_encoder_pcs
-        The encoder also reads each row's scores on this many principal components of the
-        registered rows (``normalize_total`` + ``log1p`` for counts, ``log1p`` for other
-        non-negative data, the values for signed data), fitted once when training starts
-        (:func:`~sc_sed.data.sparse_pca` on up to 10,000 rows) and saved with the model;
-        at most ``min(rows, features) - 1``; 0 for none. A mean-pooled set encoder learns
-        which features a row holds only through per-feature embeddings, slowly at 20k
-        features; with the components its latent separates cell types from the first step.
-        Models saved before this option load with 0.
-    context_width
-        Width of the SiLU hidden layer on the decoder's direct path from the latent to
-        every feature (the index head's per-feature logits and, through them, the value
-        head); 0 keeps that path linear (rank ``context_rank`` in the factorised head).
-        Models saved before this default load with 0.
-    value_latent_term
-        ``"tied"``: each feature's value law gets its own location and dispersion offsets
-        (starting at the feature's mean non-zero value) and a latent term on its location,
-        its detection term in the index head times a per-feature scale, so one per-row
-        score of a feature drives whether it is detected and how large it is;
-        ``"free"``: the latent term has its own per-feature weights on the context
-        features; ``"none"``: the value law depends on the row only through the decoder's
-        hidden state (the behaviour of models saved before this option, which load so).
-    %(diffusion)s
+        Never generate features that are zero in every registered row. Turn it off when
+        generated rows may hold features the training rows never showed (e.g. new items).
+    preset
+        Column of the recipe table: ``"cpu"``, ``"gpu"``, or ``"auto"`` (``"gpu"`` when
+        CUDA is available, else ``"cpu"``). It sets the sizes and the training budgets
+        you do not give.
     **module_kwargs
-        Further :class:`~sc_sed.module.SEDModule` arguments.
+        Further :class:`~sc_sed.module.SEDModule` keywords, whose defaults are
+        :data:`~sc_sed.model.MODULE_DEFAULTS`: e.g. ``n_ff``, ``dropout_rate``,
+        ``kl_weight``, ``denoiser_widths``, ``cond_dropout``, ``block_size``, and
+        ``n_encoder_pcs``: the encoder also reads each row's scores on this many
+        principal components of the registered rows (``normalize_total`` + ``log1p`` for
+        counts), fitted once when training starts (recipe: 32, at most
+        ``min(rows, features) - 1``; 0 for none). The research switches there
+        (``context_width``, ``value_latent_term``, ``hazard_init``, ...) hold the
+        measured winners.
 
     Examples
     --------
@@ -208,28 +196,16 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         self,
         adata: AnnData | None = None,
         registry: dict | None = None,
-        n_latent: int = 64,
-        n_hidden: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        n_ff: int = 256,
-        dropout_rate: float = 0.1,
-        n_memory: int = 4,
+        n_latent: int | None = None,
+        n_hidden: int | None = None,
+        n_layers: int | None = None,
+        n_heads: int | None = None,
         index_head: Literal["auto", "flat", "factorised"] = "auto",
-        block_size: int | None = None,
         value_likelihood: Literal["auto", "ztnb", "ztpoisson", "lognormal", "gaussian"] = "auto",
         max_nonzero: int | None = None,
         on_long_rows: Literal["error", "truncate"] = "error",
         mask_unseen_features: bool = True,
-        hazard_init: bool = True,
-        current_block_hazard: bool = True,
-        encoder_size_features: bool = False,
-        n_encoder_pcs: int = 32,
-        context_width: int = 128,
-        value_latent_term: Literal["tied", "free", "none"] = "tied",
-        kl_weight: float = 1e-6,
-        denoiser_widths: Sequence[int] = (512, 512, 256, 128),
-        cond_dropout: float = 0.1,
+        preset: Preset = "auto",
         **module_kwargs: Any,
     ):
         super().__init__(adata, registry)
@@ -242,33 +218,28 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         self.on_long_rows = on_long_rows
         self._conditions = condition_specs(self.registry_)
         allowed = torch.as_tensor(np.asarray(stats["seen"])) if mask_unseen_features else None
-        self.module = self._module_cls(
-            n_features=stats["n_vars"],
-            max_nonzero=self.max_nonzero_,
+        module_kwargs = dict(module_kwargs)
+        sizes = self._choose_sizes(
+            preset,
+            stats,
             n_latent=n_latent,
             n_hidden=n_hidden,
             n_layers=n_layers,
             n_heads=n_heads,
-            n_ff=n_ff,
-            dropout_rate=dropout_rate,
-            n_memory=n_memory,
+            n_ff=module_kwargs.pop("n_ff", None),
+            n_encoder_pcs=module_kwargs.pop("n_encoder_pcs", None),
+        )
+        self.module = self._module_cls(
+            n_features=stats["n_vars"],
+            max_nonzero=self.max_nonzero_,
+            **{k: v for k, v in sizes.items() if k != "preset"},
             index_head=self.index_head_,
-            block_size=block_size,
             value_likelihood=self.value_likelihood_,
-            kl_weight=kl_weight,
             allowed_features=allowed,
             detection_rate=_detection_rate(stats),
-            hazard_init=hazard_init,
-            current_block_hazard=current_block_hazard,
-            encoder_size_features=encoder_size_features,
-            n_spectral=_n_components(n_encoder_pcs, stats),
             spectral_transform=SPECTRAL_TRANSFORMS[self.value_likelihood_],
-            context_width=context_width,
-            value_latent_term=value_latent_term,
             value_sums=_value_sums(stats),
             n_cats_per_cond=[c.n_cats for c in self._conditions],
-            denoiser_widths=denoiser_widths,
-            cond_dropout=cond_dropout,
             **module_kwargs,
         )
         self.autoencoder_trained_ = False
@@ -285,12 +256,64 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             self.training_uns_ = {}
         cond = ", ".join(c.obs_key for c in self._conditions) or "none"
         self._model_summary_string = (
-            f"SEDModel: {stats['n_vars']} features, n_latent={n_latent}, n_hidden={n_hidden}, "
-            f"n_layers={n_layers}, index_head={self.index_head_!r}, "
+            f"SEDModel: {stats['n_vars']} features, preset={sizes['preset']!r}, "
+            f"n_latent={sizes['n_latent']}, n_hidden={sizes['n_hidden']}, "
+            f"n_layers={sizes['n_layers']}, index_head={self.index_head_!r}, "
             f"value_likelihood={self.value_likelihood_!r}, max_nonzero={self.max_nonzero_}, "
             f"conditions: {cond}."
         )
         self.init_params_ = self._get_init_params(locals())
+        # the chosen sizes are saved explicitly: a loaded model is rebuilt with them anywhere
+        self.init_params_["non_kwargs"].update(
+            {k: sizes[k] for k in ("preset", "n_latent", "n_hidden", "n_layers", "n_heads")}
+        )
+        self.init_params_["kwargs"] = {
+            "module_kwargs": {
+                **module_kwargs,
+                "n_ff": sizes["n_ff"],
+                "n_encoder_pcs": sizes["n_encoder_pcs"],
+            }
+        }
+
+    @staticmethod
+    def _choose_sizes(preset: str, stats: dict, **given: Any) -> dict[str, Any]:
+        """Return the recipe's module sizes with the user's values on top (logged once)."""
+        if given["n_ff"] is None and given["n_hidden"] is not None:
+            given["n_ff"] = 2 * given["n_hidden"]
+        sizes = choose_sizes(preset, given)
+        sizes["n_encoder_pcs"] = _n_components(sizes["n_encoder_pcs"], stats)
+        chosen = [k for k, v in given.items() if v is None]
+        logger.info(
+            "SEDModel recipe %r for %d rows x %d features: %s (chosen: %s; the rest given).",
+            sizes["preset"], int(stats["n_obs"]), int(stats["n_vars"]),
+            ", ".join(f"{k}={v}" for k, v in sizes.items() if k != "preset"),
+            ", ".join(chosen) or "none",
+        )  # fmt: skip
+        return sizes
+
+    @property
+    def recipe_(self) -> dict[str, Any]:
+        """Sizes and training budgets this model was built and trained with.
+
+        The preset, the module sizes, and, once a stage has trained, its minibatch size
+        and epochs (``batch_size``, ``max_epochs``, ``diffusion_batch_size``,
+        ``diffusion_max_epochs``).
+        """
+        non_kwargs = self.init_params_["non_kwargs"]
+        module_kwargs = self.init_params_["kwargs"].get("module_kwargs", {})
+        out = {k: non_kwargs[k] for k in ("preset", *SIZE_FIELDS) if k in non_kwargs}
+        out.update({k: module_kwargs[k] for k in SIZE_FIELDS if k in module_kwargs})
+        for name in ("batch_size", "max_epochs", "diffusion_batch_size", "diffusion_max_epochs"):
+            value = getattr(self, f"recipe_{name}_", None)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @recipe_.setter
+    def recipe_(self, value: Any) -> None:
+        # scvi-tools' pickle loader (convert_legacy_save) sets every saved attribute; the
+        # recipe follows from the init parameters and the budget attributes instead
+        pass
 
     # -- setup ---------------------------------------------------------------------------
     @classmethod
@@ -699,9 +722,15 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         adata = saved.adata if adata is None else adata
         if adata is not None and adata is not False:
             registry = saved.doc["registry"]
-            check_var_names(adata, registry)
-            setup = getattr(cls, anndata_setup_method(registry))
-            setup(adata, source_registry=registry, **registry[SETUP_ARGS_KEY])
+            try:
+                check_var_names(adata, registry)
+                setup = getattr(cls, anndata_setup_method(registry))
+                setup(adata, source_registry=registry, **registry[SETUP_ARGS_KEY])
+            except (ValueError, KeyError, TypeError) as err:
+                if adata is not saved.adata:
+                    raise  # the caller's AnnData: their error, as it is
+                msg = f"{saved.adata_path} does not match {saved.paths['model'].name}: {err}"
+                raise _io.ModelFileError(msg) from err
         model = _io.restore_model(cls, saved, adata if adata is not False else None)
         model.to_device(torch_device)
         model.module.eval()

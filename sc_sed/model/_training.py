@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ import numpy as np
 import scvi
 import torch
 
+from sc_sed._defaults import autoencoder_epochs, diffusion_epochs
+from sc_sed._defaults import batch_size as recipe_batch_size
 from sc_sed.module import TOKENS_INDEX_KEY, TOKENS_VALUE_KEY
 from sc_sed.train import (
     AutoencoderTrainingPlan,
@@ -34,16 +37,13 @@ from ._pcs import fit_encoder_pcs
 if TYPE_CHECKING:
     from lightning.pytorch import LightningDataModule
 
+logger = logging.getLogger(__name__)
+
 #: Default early stopping of the diffusion stage: epochs (of at least 32 minibatches)
 #: without an improvement of the held-out diffusion loss by ``min_delta`` before stopping.
 DIFFUSION_EARLY_STOPPING = {"early_stopping_patience": 10, "early_stopping_min_delta": 1e-3}
 #: Fraction of the latents held out to decide when the diffusion stage stops.
 DIFFUSION_VALIDATION_SIZE = 0.1
-
-
-def _default_epochs(n_rows: int, batch_size: int, target_steps: int, cap: int) -> int:
-    steps_per_epoch = max(1, math.ceil(n_rows / batch_size))
-    return int(min(cap, max(1, math.ceil(target_steps / steps_per_epoch))))
 
 
 def _steps_per_epoch(datamodule: LightningDataModule) -> int:
@@ -109,7 +109,7 @@ class TrainingMixin:
         train_size: float = 0.9,
         validation_size: float | None = None,
         shuffle_set_split: bool = True,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         diffusion_batch_size: int = 256,
         early_stopping: bool = False,
         diffusion_early_stopping: bool | None = None,
@@ -125,19 +125,21 @@ class TrainingMixin:
         Parameters
         ----------
         max_epochs
-            Autoencoder epochs (default: about 3,000 optimiser steps, at most 400 epochs).
+            Autoencoder epochs (default: the model's recipe, :data:`~sc_sed.model.PRESETS`:
+            about 1,000 optimiser steps on a CPU, 3,000 on a GPU, at most 400 epochs).
             0 trains nothing (and then the diffusion cannot be trained: a ValueError).
         diffusion_max_epochs
-            Diffusion epochs, or their cap when the diffusion stops early (default: about
-            6,000 optimiser steps, all of them: see ``diffusion_early_stopping``). Small
-            datasets are repeated so that a diffusion epoch has at least 32 minibatches.
+            Diffusion epochs, or their cap when the diffusion stops early (default: the
+            recipe's, about 6,000 optimiser steps, 3,200 on a CPU below 1,000 training
+            rows). Small datasets are repeated so that a diffusion epoch has at least 32
+            minibatches.
         accelerator, devices
             Passed to Lightning (``"auto"`` picks a GPU when there is one).
         train_size, validation_size, shuffle_set_split
             Split of the registered rows for the autoencoder (the diffusion trains on the
             autoencoder's training rows).
         batch_size
-            Autoencoder minibatch size.
+            Autoencoder minibatch size (default: the recipe's, 16 on a CPU, 32 on a GPU).
         diffusion_batch_size
             Diffusion minibatch size.
         early_stopping
@@ -147,10 +149,7 @@ class TrainingMixin:
             Stop the diffusion when its loss on 10% held-out latents stops improving
             (patience 10 epochs, ``min_delta`` 1e-3; see :meth:`train_diffusion`). None
             (default): as ``early_stopping``. Off by default because the held-out loss
-            plateaus while the samples still improve: on the 20k-gene mouse bladder counts
-            it stopped after 41 epochs (AUROC of the generated cells 0.64) where the full
-            ~6,000 steps gave 0.48 (``benchmarks/README.md``, "The diffusion needs all its
-            steps").
+            plateaus while the generated rows still improve (``benchmarks/README.md``).
         seed
             Seed for the data split, minibatch order and training noise (through
             ``scvi.settings.seed``, which seeds Python, NumPy and torch); the caller's
@@ -209,6 +208,12 @@ class TrainingMixin:
                 **trainer_kwargs,
             )
 
+    def _record_budget(self, batch_name: str, batch: Any, epochs_name: str, epochs: int) -> None:
+        """Keep a stage's minibatch size and epochs in :attr:`recipe_` and log them once."""
+        setattr(self, f"recipe_{batch_name}_", None if batch is None else int(batch))
+        setattr(self, f"recipe_{epochs_name}_", int(epochs))
+        logger.info("SEDModel training: %s=%s, %s=%d.", batch_name, batch, epochs_name, epochs)
+
     @staticmethod
     def _stage_trainer_kwargs(
         trainer_kwargs: dict, early_stopping: bool, monitor: str, defaults: dict | None = None
@@ -228,7 +233,7 @@ class TrainingMixin:
         train_size: float = 0.9,
         validation_size: float | None = None,
         shuffle_set_split: bool = True,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         early_stopping: bool = False,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
@@ -238,18 +243,21 @@ class TrainingMixin:
         """Train only the autoencoder stage (teacher forcing); see :meth:`train`."""
         _check_epochs(max_epochs, "max_epochs")
         self._check_data_source(datamodule)
+        preset = self.recipe_["preset"]
         if datamodule is not None:
             splitter = self._tokenizing_datamodule(datamodule)
             if max_epochs is None:
-                max_epochs = _default_epochs(_steps_per_epoch(datamodule), 1, 3000, 400)
+                max_epochs = autoencoder_epochs(preset, _steps_per_epoch(datamodule))
         else:
+            if batch_size is None:
+                batch_size = recipe_batch_size(preset)
             self._check_data(self.adata)  # the data may have changed since setup_anndata
             if uses_distributed_sampler(trainer_kwargs.get("strategy", "auto")):
                 # the splitter's samplers split the rows across ranks themselves
                 trainer_kwargs = {"use_distributed_sampler": False, **trainer_kwargs}
             if max_epochs is None:
                 n_train = int(self.adata.n_obs * train_size)
-                max_epochs = _default_epochs(n_train, batch_size, 3000, 400)
+                max_epochs = autoencoder_epochs(preset, math.ceil(n_train / batch_size))
             splitter = self._anndata_splitter(
                 train_size=train_size,
                 validation_size=validation_size,
@@ -258,6 +266,7 @@ class TrainingMixin:
                 strategy=trainer_kwargs.get("strategy", "auto"),
                 **(datasplitter_kwargs or {}),
             )
+        self._record_budget("batch_size", batch_size, "max_epochs", max_epochs)
         fit_encoder_pcs(self, datamodule)  # data-dependent start of the encoder, once
         plan = self._training_plan_cls(self.module, **(plan_kwargs or {}))
         runner = self._train_runner_cls(
@@ -339,7 +348,8 @@ class TrainingMixin:
         Parameters
         ----------
         max_epochs
-            Epochs, or their cap with early stopping (default: about 6,000 optimiser steps).
+            Epochs, or their cap with early stopping (default: the recipe's, see
+            :meth:`train`).
         accelerator, devices
             Passed to Lightning.
         batch_size
@@ -374,7 +384,9 @@ class TrainingMixin:
             msg = "early_stopping=True needs held-out latents; pass validation_size > 0."
             raise ValueError(msg)
         if max_epochs is None:
-            max_epochs = _default_epochs(data.n_train * data.repeats, batch_size, 6000, 2000)
+            n_batches = math.ceil(data.n_train * data.repeats / batch_size)
+            max_epochs = diffusion_epochs(self.recipe_["preset"], data.n_train, n_batches)
+        self._record_budget("diffusion_batch_size", batch_size, "diffusion_max_epochs", max_epochs)
         plan = self._diffusion_training_plan_cls(self.module.diffusion, **(plan_kwargs or {}))
         kwargs = self._stage_trainer_kwargs(
             trainer_kwargs, early_stopping, "validation_diffusion_loss", DIFFUSION_EARLY_STOPPING

@@ -9,6 +9,7 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch.distributions import Normal, kl_divergence
 
+from sc_sed._defaults import MODULE_DEFAULTS as D
 from sc_sed._docs import docs
 from sc_sed._vocab import TokenVocabulary
 from sc_sed.nn import ARDecoder, SetEncoder, SpectralFeatures, value_locations
@@ -26,7 +27,8 @@ class SEDModule(BaseModuleClass):
     The latent diffusion lives in ``self.diffusion`` (a :class:`LatentDiffusion`).
 
     Built from integers only; knows nothing about AnnData. Rows arrive as framed
-    (index, value) token tensors (see :func:`sc_sed.data.tokens_from_csr`).
+    (index, value) token tensors (see :func:`sc_sed.data.tokens_from_csr`). Every default
+    comes from :data:`sc_sed.model.MODULE_DEFAULTS` (the encoder and decoder use the same).
 
     Parameters
     ----------
@@ -86,7 +88,7 @@ class SEDModule(BaseModuleClass):
         non-zero counts, value sums and log-value sums per feature; with a value latent
         term each feature's value law starts at the location they give
         (:func:`~sc_sed.nn.value_locations`).
-    n_spectral
+    n_encoder_pcs
         The encoder also reads each row's scores on this many principal components of the
         training rows (:class:`~sc_sed.nn.SpectralFeatures`; fit them with
         ``encoder.spectral.set_components`` before training); 0 for none.
@@ -109,39 +111,39 @@ class SEDModule(BaseModuleClass):
         self,
         n_features: int,
         max_nonzero: int,
-        n_latent: int = 64,
-        n_hidden: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        n_ff: int = 256,
-        dropout_rate: float = 0.1,
-        n_memory: int = 4,
+        n_latent: int = D.n_latent,
+        n_hidden: int = D.n_hidden,
+        n_layers: int = D.n_layers,
+        n_heads: int = D.n_heads,
+        n_ff: int = D.n_ff,
+        dropout_rate: float = D.dropout_rate,
+        n_memory: int = D.n_memory,
         index_head: Literal["flat", "factorised"] = "flat",
         block_size: int | None = None,
         value_likelihood: str = "ztnb",
-        index_base: float = 10_000.0,
-        kl_weight: float = 1e-6,
-        token_dropout: float = 0.25,
-        learned_index_embedding: bool = True,
-        encoder_size_features: bool = False,
+        index_base: float = D.index_base,
+        kl_weight: float = D.kl_weight,
+        token_dropout: float = D.token_dropout,
+        learned_index_embedding: bool = D.learned_index_embedding,
+        encoder_size_features: bool = D.encoder_size_features,
         allowed_features: torch.Tensor | None = None,
         detection_rate: torch.Tensor | None = None,
-        hazard_init: bool = True,
-        current_block_hazard: bool = True,
-        context_width: int = 128,
-        context_rank: int = 8,
-        value_latent_term: str = "tied",
+        hazard_init: bool = D.hazard_init,
+        current_block_hazard: bool = D.current_block_hazard,
+        context_width: int = D.context_width,
+        context_rank: int = D.context_rank,
+        value_latent_term: str = D.value_latent_term,
         value_sums: Sequence[torch.Tensor] | None = None,
-        n_spectral: int = 0,
+        n_encoder_pcs: int = 0,
         spectral_transform: str = "lognorm",
         n_cats_per_cond: Sequence[int] = (),
-        denoiser_widths: Sequence[int] = (512, 512, 256, 128),
-        n_embed: int = 128,
-        denoiser_dropout: float = 0.0,
-        cond_dropout: float = 0.1,
-        self_cond_prob: float = 0.5,
-        logsnr_min: float = -15.0,
-        logsnr_max: float = 15.0,
+        denoiser_widths: Sequence[int] = D.denoiser_widths,
+        n_embed: int = D.n_embed,
+        denoiser_dropout: float = D.denoiser_dropout,
+        cond_dropout: float = D.cond_dropout,
+        self_cond_prob: float = D.self_cond_prob,
+        logsnr_min: float = D.logsnr_min,
+        logsnr_max: float = D.logsnr_max,
     ):
         super().__init__()
         self.n_features = n_features
@@ -150,18 +152,42 @@ class SEDModule(BaseModuleClass):
         self.vocab = TokenVocabulary(n_features)
         self.kl_weight = kl_weight
         spectral = (
-            SpectralFeatures(n_features, n_spectral, spectral_transform) if n_spectral else None
+            SpectralFeatures(n_features, n_encoder_pcs, spectral_transform)
+            if n_encoder_pcs
+            else None
         )
         self.encoder = SetEncoder(
-            n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate, index_base,
-            n_features if learned_index_embedding else None, encoder_size_features, spectral,
-        )  # fmt: skip
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            n_ff=n_ff,
+            dropout_rate=dropout_rate,
+            index_base=index_base,
+            n_features=n_features if learned_index_embedding else None,
+            size_features=encoder_size_features,
+            spectral=spectral,
+        )
         self.decoder = ARDecoder(
-            n_features, n_latent, n_hidden, n_layers, n_heads, n_ff, dropout_rate,
-            n_memory, index_head, block_size, value_likelihood, index_base, token_dropout,
-            learned_index_embedding, current_block_hazard, context_width, context_rank,
-            value_latent_term,
-        )  # fmt: skip
+            n_features=n_features,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            n_ff=n_ff,
+            dropout_rate=dropout_rate,
+            n_memory=n_memory,
+            index_head=index_head,
+            block_size=block_size,
+            value_likelihood=value_likelihood,
+            index_base=index_base,
+            token_dropout=token_dropout,
+            learned_index_embedding=learned_index_embedding,
+            current_block_hazard=current_block_hazard,
+            context_width=context_width,
+            context_rank=context_rank,
+            value_latent_term=value_latent_term,
+        )
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)
         if value_latent_term != "none" and value_sums is not None:

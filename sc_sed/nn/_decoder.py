@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from sc_sed._defaults import MODULE_DEFAULTS as D
 from sc_sed._vocab import TokenVocabulary
 
 from ._attention import TransformerBlock
@@ -80,28 +81,31 @@ class ARDecoder(nn.Module):
         feature's own location and dispersion offsets) and a term of the latent on each
         feature's location, tied to that feature's detection term in the index head or
         free (see :class:`ValueHead`); ``"none"``: neither.
+
+    Every default comes from :data:`sc_sed.model.MODULE_DEFAULTS`, as in
+    :class:`~sc_sed.module.SEDModule`.
     """
 
     def __init__(
         self,
         n_features: int,
         n_latent: int,
-        n_hidden: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        n_ff: int = 256,
-        dropout_rate: float = 0.1,
-        n_memory: int = 4,
+        n_hidden: int = D.n_hidden,
+        n_layers: int = D.n_layers,
+        n_heads: int = D.n_heads,
+        n_ff: int = D.n_ff,
+        dropout_rate: float = D.dropout_rate,
+        n_memory: int = D.n_memory,
         index_head: str = "flat",
         block_size: int | None = None,
         value_likelihood: ValueLikelihood = "ztnb",
-        index_base: float = 10_000.0,
-        token_dropout: float = 0.0,
-        learned_index_embedding: bool = True,
-        current_block_hazard: bool = False,
-        context_width: int = 0,
-        context_rank: int = 8,
-        value_latent_term: ValueLatentTerm = "none",
+        index_base: float = D.index_base,
+        token_dropout: float = D.token_dropout,
+        learned_index_embedding: bool = D.learned_index_embedding,
+        current_block_hazard: bool = D.current_block_hazard,
+        context_width: int = D.context_width,
+        context_rank: int = D.context_rank,
+        value_latent_term: ValueLatentTerm = D.value_latent_term,
     ):
         super().__init__()
         self.n_features = n_features

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sc_sed._defaults import MODULE_DEFAULTS as D
+
 from ._attention import TransformerBlock
 from ._embeddings import IndexEmbedding, ValueEmbedding
 from ._spectral import SpectralFeatures
@@ -54,14 +56,14 @@ class SetEncoder(nn.Module):
     def __init__(
         self,
         n_latent: int,
-        n_hidden: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        n_ff: int = 256,
-        dropout_rate: float = 0.1,
-        index_base: float = 10_000.0,
+        n_hidden: int = D.n_hidden,
+        n_layers: int = D.n_layers,
+        n_heads: int = D.n_heads,
+        n_ff: int = D.n_ff,
+        dropout_rate: float = D.dropout_rate,
+        index_base: float = D.index_base,
         n_features: int | None = None,
-        size_features: bool = False,
+        size_features: bool = D.encoder_size_features,
         spectral: SpectralFeatures | None = None,
     ):
         super().__init__()
