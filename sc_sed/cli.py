@@ -56,6 +56,84 @@ def _check_train_paths(args: argparse.Namespace) -> None:
         raise CLIError(f"--out {args.out!r} exists and is not a folder.")
 
 
+#: ``sc-sed train`` options that override the same key of ``--config`` when given.
+_TRAIN_FLAGS = {
+    "n_latent": "model", "n_hidden": "model", "n_layers": "model", "n_heads": "model",
+    "preset": "model", "epochs": "max_epochs", "diffusion_epochs": "diffusion_max_epochs",
+    "batch_size": "train", "progress": "enable_progress_bar",
+}  # fmt: skip
+
+
+#: SEDModule arguments the model derives from the registered data (never from a config).
+_FROM_DATA = {
+    "self", "n_features", "n_conds", "n_cats_per_cond", "allowed_features", "value_sums",
+    "detection_rate",
+}  # fmt: skip
+
+
+def _config_keys() -> tuple[set[str], set[str]]:
+    """Keys a ``--config`` file may hold: (SEDModel and module arguments, train arguments)."""
+    import inspect
+
+    from lightning.pytorch import Trainer
+
+    import sc_sed
+    from sc_sed.module import SEDModule
+
+    def named(fn, skip=("self",)):
+        return {
+            n for n, p in inspect.signature(fn).parameters.items()
+            if n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }  # fmt: skip
+
+    model = named(sc_sed.SEDModel.__init__, ("self", "adata", "registry"))
+    model |= named(SEDModule.__init__) - _FROM_DATA
+    train = named(sc_sed.SEDModel.train) | named(Trainer.__init__)
+    return model, train - {"datamodule", "logger", "callbacks", "plugins", "strategy"}
+
+
+def _read_config(path: str | None) -> tuple[dict, dict]:
+    """Split a ``--config`` JSON object into SEDModel and train keyword arguments."""
+    if path is None:
+        return {}, {}
+    try:
+        config = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise CLIError(f"--config {path!r} cannot be read: {err.strerror}.") from err
+    except json.JSONDecodeError as err:
+        raise CLIError(f"--config {path!r} is not valid JSON ({err.msg}, line {err.lineno}).") from err
+    if not isinstance(config, dict):
+        raise CLIError(f"--config {path!r} must hold a JSON object of keyword arguments.")
+    model_keys, train_keys = _config_keys()
+    unknown = sorted(set(config) - model_keys - train_keys)
+    if unknown:
+        msg = (
+            f"--config {path!r}: unknown keys {unknown}. Use SEDModel arguments "
+            f"({', '.join(sorted(model_keys))}) or SEDModel.train/Lightning Trainer arguments."
+        )
+        raise CLIError(msg)
+    model = {k: v for k, v in config.items() if k in model_keys}
+    return model, {k: v for k, v in config.items() if k not in model_keys}
+
+
+def _train_kwargs(args: argparse.Namespace) -> tuple[dict, dict]:
+    """SEDModel and train keyword arguments: ``--config``, then the flags given on top."""
+    model, train = _read_config(args.config)
+    for flag, where in _TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if where == "model":
+            model[flag] = value
+        else:
+            train[flag if where == "train" else where] = value
+    if args.accelerator != "auto" or "accelerator" not in train:
+        train["accelerator"] = args.accelerator
+    if args.seed is not None:
+        train["seed"] = args.seed
+    return model, train
+
+
 def _train(args: argparse.Namespace) -> int:
     import anndata as ad
     import scvi
@@ -63,8 +141,9 @@ def _train(args: argparse.Namespace) -> int:
     import sc_sed
 
     _check_train_paths(args)  # before any work: training can take hours
-    if args.seed is not None:
-        scvi.settings.seed = args.seed  # seeds the initial weights too
+    model_kwargs, train_kwargs = _train_kwargs(args)  # a bad --config fails before loading
+    if train_kwargs.get("seed") is not None:
+        scvi.settings.seed = train_kwargs["seed"]  # seeds the initial weights too
     adata = ad.read_h5ad(args.input)
     covs = args.covariate or None
     sc_sed.SEDModel.setup_anndata(
@@ -74,10 +153,8 @@ def _train(args: argparse.Namespace) -> int:
         batch_key=args.batch_key,
         categorical_covariate_keys=covs,
     )
-    model = sc_sed.SEDModel(
-        adata, n_hidden=args.n_hidden, n_ff=2 * args.n_hidden, n_latent=args.n_latent
-    )
-    model.train(args.epochs, args.diffusion_epochs, accelerator=args.accelerator, seed=args.seed)
+    model = sc_sed.SEDModel(adata, **model_kwargs)
+    model.train(**train_kwargs)
     model.save(args.out, overwrite=args.overwrite)
     print(f"model saved to {Path(args.out).resolve()}")
     return 0
@@ -176,6 +253,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Show progress bars (default: shown).",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``sc-sed`` argument parser."""
     from sc_sed import __version__
@@ -238,8 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Diffusion epochs (default: from the data size).",
     )
-    train.add_argument("--n-hidden", type=int, default=128, help="Transformer width.")
-    train.add_argument("--n-latent", type=int, default=64, help="Latent size.")
+    train.add_argument(
+        "--batch-size", type=int, default=None, help="Autoencoder minibatch size (default: recipe)."
+    )
+    for name, what in (
+        ("--n-latent", "Latent size"), ("--n-hidden", "Transformer width"),
+        ("--n-layers", "Transformer layers (encoder and decoder)"),
+        ("--n-heads", "Attention heads"),
+    ):  # fmt: skip
+        train.add_argument(name, type=int, default=None, help=f"{what} (default: recipe).")
+    train.add_argument(
+        "--preset",
+        choices=["auto", "cpu", "gpu"],
+        default=None,
+        help="Recipe of sizes and budgets chosen from the data (default: auto, by the device).",
+    )
+    train.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.json",
+        help="JSON object of SEDModel and SEDModel.train keyword arguments, e.g. "
+        '\'{"n_layers": 2, "max_epochs": 40}\'; the options above override it (default: none).',
+    )
+    _progress(train)
     train.add_argument(
         "--seed",
         type=int,
@@ -280,7 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="i/n: write only shard i of n (0-based) of the rows; join them with `sc-sed join` "
         "(default: all rows).",
     )
-    gen.add_argument("--overwrite", action="store_true", help="Replace an existing --out file.")
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing --out .h5ad file or a .zarr store sc_sed wrote (never "
+        "another folder).",
+    )
     _common(gen)
     gen.set_defaults(func=_generate)
 
@@ -291,7 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     join.add_argument("parts", nargs="+", help="The shard files (.h5ad or .zarr), any order.")
     join.add_argument("--out", required=True, help="Joined .h5ad or .zarr file (required).")
-    join.add_argument("--overwrite", action="store_true", help="Replace an existing --out file.")
+    join.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing --out .h5ad file or a .zarr store sc_sed wrote (never a shard "
+        "or another folder).",
+    )
     join.set_defaults(func=_join, threads=None)
     return parser
 
