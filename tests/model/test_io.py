@@ -192,39 +192,108 @@ def _edit_json(folder, edit):
     path.write_text(json.dumps(doc))
 
 
-def test_model_saved_before_the_hazard_defaults_loads_as_trained(tmp_path):
-    """A save without hazard_init/current_block_hazard was trained with both off."""
+#: SEDModel's named arguments before the recipe (values as a tiny model's, JSON-encoded)
+EARLIER_ARGUMENTS = {
+    **{k: v for k, v in TINY.items() if k != "denoiser_widths"},
+    "denoiser_widths": {"__tuple__": list(TINY["denoiser_widths"])},
+    "n_memory": 4,
+    "index_head": "factorised",
+    "block_size": None,
+    "value_likelihood": "auto",
+    "max_nonzero": None,
+    "on_long_rows": "error",
+    "mask_unseen_features": True,
+    "kl_weight": 1e-6,
+    "cond_dropout": 0.1,
+}
+
+
+def _save_as_earlier_version(tmp_path, adata, flags: dict, drop: tuple = ()):
+    """Save a model built with ``flags``, its file rewritten in the earlier argument layout.
+
+    The earlier layout held every argument in ``non_kwargs`` (the research flags too, or,
+    for files from before a flag existed, not at all: ``drop``) and no ``preset``.
+    """
+    model = sc_sed.SEDModel(adata, index_head="factorised", **flags, **TINY)
+    model.save(tmp_path / "m")
+
+    def to_earlier(doc):
+        non_kwargs = {**EARLIER_ARGUMENTS, **flags}
+        doc["init_params"] = {
+            "non_kwargs": {k: v for k, v in non_kwargs.items() if k not in drop},
+            "kwargs": {"module_kwargs": {}},
+        }
+
+    _edit_json(tmp_path / "m", to_earlier)
+    return model
+
+
+def _same_module(model, loaded):
+    saved_state = model.module.state_dict()
+    assert saved_state.keys() == loaded.module.state_dict().keys()
+    for name, tensor in loaded.module.state_dict().items():
+        torch.testing.assert_close(tensor, saved_state[name], rtol=0, atol=0)
+
+
+def test_model_file_with_the_earlier_research_flags_loads_as_built(tmp_path):
+    """A file naming the retired SEDModel flags rebuilds the module those flags built."""
     adata = tiny_counts()
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    sc_sed.SEDModel(adata, index_head="factorised", **TINY).save(tmp_path / "m")
+    flags = {
+        "hazard_init": False,
+        "current_block_hazard": False,
+        "encoder_size_features": True,
+        "n_encoder_pcs": 4,
+        "context_width": 0,
+        "value_latent_term": "none",
+    }
+    model = _save_as_earlier_version(tmp_path, adata, flags)
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)  # strict: every tensor matches
+    _same_module(model, loaded)
+    assert loaded.module.encoder.size_features is True
+    assert loaded.module.encoder.spectral.n_components == 4
+    assert loaded.module.decoder.index_head.context_width == 0
+    assert loaded.module.decoder.index_head.current_block_hazard is False
+    assert loaded.module.decoder.value_head.feature_bias is None
+    # saved again, it is written in the current layout and loads the same
+    loaded.save(tmp_path / "again")
+    _same_module(model, sc_sed.SEDModel.load(tmp_path / "again", adata=adata))
 
-    def drop(doc):
-        for key in ("hazard_init", "current_block_hazard"):
-            doc["init_params"]["non_kwargs"].pop(key)
 
-    current = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
-    assert current.module.decoder.index_head.current_block_hazard is True
-    _edit_json(tmp_path / "m", drop)
-    old = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
-    assert old.module.decoder.index_head.current_block_hazard is False
-
-
-def test_model_saved_before_encoder_pcs_and_value_paths_loads_as_built(tmp_path):
-    """A save without these arguments had no components, a linear context path, a plain value head."""
+def test_model_file_from_before_the_flags_loads_with_their_earlier_values(tmp_path):
+    """A file that does not name a flag was built before it existed: with its old value."""
     adata = tiny_counts()
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    old_kwargs = {"n_encoder_pcs": 0, "context_width": 0, "value_latent_term": "none"}
-    sc_sed.SEDModel(adata, index_head="factorised", **old_kwargs, **TINY).save(tmp_path / "m")
+    earlier = {
+        "hazard_init": False,
+        "current_block_hazard": False,
+        "n_encoder_pcs": 0,
+        "context_width": 0,
+        "value_latent_term": "none",
+    }
+    model = _save_as_earlier_version(tmp_path, adata, earlier, drop=tuple(earlier))
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    _same_module(model, loaded)
+    assert loaded.module.encoder.spectral is None
+    assert loaded.module.decoder.index_head.current_block_hazard is False
+    assert loaded.recipe_["preset"] == "gpu"  # the earlier training budgets
 
-    def drop(doc):
-        for key in old_kwargs:
-            doc["init_params"]["non_kwargs"].pop(key)
 
-    _edit_json(tmp_path / "m", drop)
-    old = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)  # strict: every tensor matches
-    assert old.module.encoder.spectral is None
-    assert old.module.decoder.index_head.context_width == 0
-    assert old.module.decoder.value_head.feature_bias is None
+def test_saved_model_keeps_its_recipe_on_any_device(tmp_path):
+    """The chosen sizes are written explicitly, so loading never re-chooses them."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, preset="cpu")
+    assert model.recipe_["n_hidden"] == sc_sed.model.PRESETS["cpu"].n_hidden
+    model.save(tmp_path / "m")
+
+    def claim_gpu(doc):  # a file from a GPU machine names the recipe it used
+        doc["init_params"]["non_kwargs"]["preset"] = "gpu"
+
+    _edit_json(tmp_path / "m", claim_gpu)
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)
+    _same_module(model, loaded)
+    assert loaded.recipe_["n_hidden"] == model.recipe_["n_hidden"]
 
 
 def test_encoder_size_features_survive_save_and_load(tmp_path):
