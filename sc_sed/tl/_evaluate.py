@@ -132,7 +132,8 @@ def evaluate(
       of the real top-``n_markers`` markers (scanpy's Wilcoxon ``rank_genes_groups``) that are
       also synthetic top markers; ``"all"`` averages the groups. ``logfc_pearson_split_half`` and
       ``marker_precision_split_half`` (``better="none"``, reference) give the same numbers between
-      two stratified halves of the real rows: read ``0.82`` against the halves' ``0.88``. See
+      two stratified halves of the real rows, and the synthetic rows are drawn to a half's size
+      per group, so read ``0.82`` against the halves' ``0.88``. See
       :func:`~sc_sed.tl.marker_fidelity`; they use every row (a few seconds for a few thousand
       rows and genes, so they are on by default).
 
