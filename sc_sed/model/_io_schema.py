@@ -14,6 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._io_limits import (
+    DERIVED_MODULE_ARGUMENTS,
+    MAX_CATEGORIES,
+    MAX_FEATURES,
+    MAX_ROWS,
+    integer,
+    number,
+    parameter_problems,
+    plain,
+)
 from ._registry import (
     FIELD_REGISTRIES_KEY,
     SETUP_ARGS_KEY,
@@ -110,13 +120,58 @@ def check_document(doc: Any, model_cls: type, allowed_classes: list[str]) -> Non
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
         _fail("versions", "expected package names mapped to version strings")
     registry = check_registry(doc["registry"], model_cls)
-    check_init_params(doc["init_params"], model_cls)
+    check_init_params(doc["init_params"], model_cls, n_features=n_features(registry))
     check_attributes(doc["attributes"], model_cls, _n_obs(registry))
     check_history(doc["history"])
 
 
 def _n_obs(registry: Mapping) -> int:
     return int(state_registry(registry, "X")["sc_sed_stats"]["n_obs"])
+
+
+def n_features(registry: Mapping) -> int:
+    """Return the number of features of a checked registry (all data blocks together)."""
+    from ._mudata import data_keys
+
+    return sum(
+        int(state_registry(registry, k)["sc_sed_stats"]["n_vars"]) for k in data_keys(registry)
+    )
+
+
+def feature_names(registry: Mapping) -> list[np.ndarray]:
+    """Return the feature names of each data block of a checked registry, as strings."""
+    from ._mudata import data_keys
+
+    return [
+        np.asarray(state_registry(registry, k)["column_names"]).astype(str)
+        for k in data_keys(registry)
+    ]
+
+
+_SETUP_ARG_CHECKS: dict[str, str] = {
+    "layer": "name",
+    "labels_key": "name",
+    "batch_key": "name",
+    "categorical_covariate_keys": "names",
+    "modalities": "names",
+}
+
+
+def _check_setup_args(args: Mapping) -> None:
+    for key, value in args.items():
+        where = f"registry/setup_args/{key}"
+        kind = _SETUP_ARG_CHECKS.get(key)
+        if kind == "name" and not (value is None or isinstance(value, str)):
+            _fail(where, f"expected a string or null, found {value!r:.80}")
+        elif kind == "names" and not (
+            value is None
+            or isinstance(value, list | tuple)
+            and len(value) <= 1024
+            and all(isinstance(v, str) for v in value)
+        ):
+            _fail(where, f"expected a list of strings or null, found {value!r:.80}")
+        elif kind is None and (problem := plain(value)):
+            _fail(where, f"expected {problem}, found {value!r:.80}")
 
 
 def check_registry(registry: Any, model_cls: type) -> Mapping:
@@ -135,6 +190,7 @@ def check_registry(registry: Any, model_cls: type) -> Mapping:
     unknown = [k for k in args if k not in accepted]
     if unknown:
         _fail("registry/setup_args", f"unknown arguments {unknown} of {method}")
+    _check_setup_args(args)
     fields = _dict(registry.get(FIELD_REGISTRIES_KEY), "registry/field_registries")
     for key in data_keys(registry):
         _check_data_field(fields.get(key), f"registry/field_registries/{key}")
@@ -143,9 +199,21 @@ def check_registry(registry: Any, model_cls: type) -> Mapping:
     except (KeyError, TypeError, AttributeError) as err:
         _fail("registry/field_registries", f"a registered covariate is incomplete ({err!r})")
     for spec in specs:
-        if len(spec.categories) == 0:
-            _fail(f"registry ({spec.obs_key})", "a covariate has no categories")
+        _check_categories(spec, fields)
     return registry
+
+
+def _check_categories(spec: Any, fields: Mapping) -> None:
+    where = f"registry/field_registries/{spec.registry_key} ({spec.obs_key!r} categories)"
+    if not isinstance(spec.obs_key, str):
+        _fail(where, f"expected a column name, found {spec.obs_key!r:.80}")
+    cats = spec.categories
+    if not 1 <= len(cats) <= MAX_CATEGORIES:
+        _fail(where, f"expected 1 to {MAX_CATEGORIES} categories, found {len(cats)}")
+    if not all(isinstance(c, str | int | float | np.generic) for c in cats):
+        _fail(where, "expected category names (strings or numbers)")
+    if len({str(c) for c in cats}) != len(cats):
+        _fail(where, "categories repeat")
 
 
 def _check_data_field(field: Any, where: str) -> None:
@@ -156,19 +224,60 @@ def _check_data_field(field: Any, where: str) -> None:
         ok = {int: _is_int, float: _is_number, bool: _is_bool}[kind](value)
         if not ok:
             _fail(f"{where}/sc_sed_stats/{key}", f"expected {kind.__name__}, found {value!r}")
-    n_vars = int(stats["n_vars"])
-    if n_vars < 1 or int(stats["n_obs"]) < 1 or int(stats["max_nonzero"]) < 0:
-        _fail(f"{where}/sc_sed_stats", "n_obs and n_vars must be >= 1")
+    n_vars, n_obs = int(stats["n_vars"]), int(stats["n_obs"])
+    ranges = {
+        "n_vars": integer(1, MAX_FEATURES),
+        "n_obs": integer(1, MAX_ROWS),
+        "max_nonzero": integer(0, n_vars),
+        "mean_nonzero": number(0, n_vars),
+        "min_value": number(-np.finfo(np.float64).max, np.finfo(np.float64).max),
+        "n_nonfinite": integer(0, MAX_ROWS),
+    }
+    for key, check in ranges.items():
+        if problem := check(stats[key]):
+            _fail(f"{where}/sc_sed_stats/{key}", f"expected {problem}, found {stats[key]!r}")
+    for key, value in ((k, state.get(k)) for k in ("n_obs", "n_vars")):
+        if value is not None and value != stats[key]:
+            _fail(f"{where}/state_registry/{key}", f"{value!r} but sc_sed_stats has {stats[key]}")
+    _check_feature_arrays(stats, f"{where}/sc_sed_stats", n_vars, n_obs)
     seen = stats.get("seen")
     if not (isinstance(seen, np.ndarray) and seen.dtype == bool and seen.shape == (n_vars,)):
         _fail(f"{where}/sc_sed_stats/seen", f"expected a bool array of length {n_vars}")
     names = state.get("column_names")
     if not (isinstance(names, np.ndarray) and names.shape == (n_vars,)):
         _fail(f"{where}/state_registry/column_names", f"expected {n_vars} feature names")
+    if not all(isinstance(n, str | int | np.generic) for n in names.tolist()):
+        _fail(f"{where}/state_registry/column_names", "expected strings")
 
 
-def check_init_params(params: Any, model_cls: type) -> None:
-    """``{"non_kwargs": {...}, "kwargs": {"module_kwargs": {...}}}`` naming real parameters."""
+#: Optional per-feature arrays of the statistics: (dtype kinds, lowest value, highest value).
+_FEATURE_ARRAYS = {
+    "n_detected": ("iu", 0, "n_obs"),
+    "value_sum": ("f", None, None),
+    "log_value_sum": ("f", None, None),
+}
+
+
+def _check_feature_arrays(stats: Mapping, where: str, n_vars: int, n_obs: int) -> None:
+    for key, (kinds, lo, hi) in _FEATURE_ARRAYS.items():
+        value = stats.get(key)
+        if value is None:
+            continue
+        ok = isinstance(value, np.ndarray) and value.dtype.kind in kinds
+        if not ok or value.shape != (n_vars,):
+            _fail(f"{where}/{key}", f"expected a {kinds} array of length {n_vars} or null")
+        if kinds == "f" and not np.isfinite(value).all():
+            _fail(f"{where}/{key}", "expected finite values")
+        if hi is not None and value.size and (value.min() < lo or value.max() > n_obs):
+            _fail(f"{where}/{key}", f"expected values in [{lo}, n_obs={n_obs}]")
+
+
+def check_init_params(params: Any, model_cls: type, n_features: int = MAX_FEATURES) -> None:
+    """``{"non_kwargs": {...}, "kwargs": {"module_kwargs": {...}}}`` naming real parameters.
+
+    Every value is type- and range-checked (:mod:`sc_sed.model._io_limits`) before any
+    module is built; ``n_features`` is the registry's number of features.
+    """
     params = _dict(params, "init_params")
     if set(params) != {"non_kwargs", "kwargs"}:
         _fail("init_params", f"expected the keys ['kwargs', 'non_kwargs'], found {sorted(params)}")
@@ -186,6 +295,15 @@ def check_init_params(params: Any, model_cls: type) -> None:
     unknown = [k for k in module_kwargs if k not in module_params]
     if unknown:
         _fail("init_params/kwargs/module_kwargs", f"unknown module parameters {unknown}")
+    derived = [k for k in module_kwargs if k in DERIVED_MODULE_ARGUMENTS]
+    if derived:
+        msg = f"{derived} are set by {model_cls.__name__}, not by module_kwargs"
+        _fail("init_params/kwargs/module_kwargs", msg)
+    values = {**non_kwargs, **module_kwargs}
+    for name, problem in parameter_problems(values, n_features):
+        group = "non_kwargs" if name in non_kwargs else "kwargs/module_kwargs"
+        found = f"{values[name]!r:.80}" if name in values else "the default"
+        _fail(f"init_params/{group}/{name}", f"expected {problem}, found {found}")
 
 
 _ATTRIBUTE_CHECKS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {

@@ -10,6 +10,9 @@ model file can never name a class to construct.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,16 @@ _TAGS = (ARRAY_TAG, SCALAR_TAG, TUPLE_TAG)
 #: (object arrays hold only encodable elements, e.g. category names).
 _KINDS = "biufUO"
 _MAX_ITEMSIZE = 1 << 16
+#: Limits of what :func:`loads` and :func:`decode` accept: nesting depth of objects and
+#: lists, digits of an integer literal (2**64 has 20), characters of a string or key,
+#: items of a list or array, dimensions of an array.
+MAX_DEPTH = 64
+MAX_INT_DIGITS = 20
+MAX_STRING = 1 << 16
+MAX_ITEMS = 1 << 27
+MAX_NDIM = 32
+_STRING_LITERAL = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
 
 
 class CodecError(ValueError):
@@ -82,26 +95,112 @@ def _encode_array(array: np.ndarray, where: str) -> dict:
     return {ARRAY_TAG: dtype, "shape": list(array.shape), "data": data}
 
 
+class _LongInteger:
+    """Stand-in for an integer literal too long to convert (:func:`decode` refuses it)."""
+
+    def __init__(self, n_digits: int):
+        self.n_digits = n_digits
+
+
+def _parse_int(text: str) -> int | _LongInteger:
+    n_digits = len(text) - text.startswith("-")
+    return int(text) if n_digits <= MAX_INT_DIGITS else _LongInteger(n_digits)
+
+
+def nesting_depth(data: bytes) -> int:
+    """Deepest nesting of objects and lists in JSON text, found without parsing it.
+
+    String literals are skipped; an unterminated one only makes the count an upper bound.
+    """
+    brackets = _STRING_LITERAL.sub(b"", data).translate(None, delete=_NOT_BRACKET)
+    depth = deepest = 0
+    for start in range(0, len(brackets), 1 << 20):
+        chunk = np.frombuffer(brackets[start : start + (1 << 20)], dtype=np.uint8)
+        opens = (chunk == ord("[")) | (chunk == ord("{"))
+        run = depth + np.cumsum(np.where(opens, 1, -1), dtype=np.int64)
+        deepest, depth = max(deepest, int(run.max())), int(run[-1])
+    return deepest
+
+
+def loads(data: bytes) -> Any:
+    """Parse JSON text with bounded nesting and integer size (:class:`CodecError` if not).
+
+    Nesting deeper than :data:`MAX_DEPTH` is refused before parsing (so it can never
+    exhaust the stack); integer literals longer than :data:`MAX_INT_DIGITS` digits are
+    kept as markers that :func:`decode` refuses, naming where they are. Raises
+    ``UnicodeDecodeError`` and ``json.JSONDecodeError`` for text that is not JSON.
+
+    Parameters
+    ----------
+    data
+        UTF-8 JSON text.
+
+    Returns
+    -------
+    The parsed (not yet decoded) value.
+    """
+    depth = nesting_depth(data)
+    if depth > MAX_DEPTH:
+        msg = f"objects and lists are nested {depth} levels deep, more than {MAX_DEPTH}."
+        raise CodecError(msg)
+    return json.loads(data.decode("utf-8"), parse_int=_parse_int)
+
+
 def decode(value: Any, where: str = "") -> Any:
-    """Invert :func:`encode`; malformed tagged objects raise :class:`CodecError`."""
+    """Invert :func:`encode`; malformed tagged objects raise :class:`CodecError`.
+
+    Strings, lists and integers are bounded (:data:`MAX_STRING`, :data:`MAX_ITEMS`,
+    :func:`loads`); the error names where the offending value is.
+    """
+    if isinstance(value, _LongInteger):
+        msg = f"{where}: integer with {value.n_digits} digits (at most {MAX_INT_DIGITS})."
+        raise CodecError(msg)
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        msg = f"{where}: string of {len(value)} characters (at most {MAX_STRING})."
+        raise CodecError(msg)
     if isinstance(value, list):
+        _check_length(value, where)
         return [decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
+    _check_length(value, where)
+    long_keys = [k[:40] + "..." for k in value if len(k) > MAX_STRING]
+    if long_keys:
+        raise CodecError(f"{where}: keys longer than {MAX_STRING} characters {long_keys}.")
     if ARRAY_TAG in value:
         return _decode_array(value, where)
     if SCALAR_TAG in value:
         _keys(value, {SCALAR_TAG, "value"}, where)
         dtype = _dtype(value[SCALAR_TAG], where)
-        if dtype.kind == "O" or isinstance(value["value"], dict | list):
-            raise CodecError(f"{where}: malformed NumPy scalar {value!r}.")
-        return dtype.type(value["value"])
+        item = decode(value["value"], f"{where}/value")
+        if dtype.kind == "O" or not _fits_kind(item, dtype.kind):
+            raise CodecError(f"{where}: malformed NumPy scalar {value!r:.200}.")
+        try:
+            return dtype.type(item)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise CodecError(f"{where}: value does not fit dtype {dtype}: {err}") from err
     if TUPLE_TAG in value:
         _keys(value, {TUPLE_TAG}, where)
         if not isinstance(value[TUPLE_TAG], list):
             raise CodecError(f"{where}: malformed tuple {value!r}.")
         return tuple(decode(v, f"{where}[{i}]") for i, v in enumerate(value[TUPLE_TAG]))
     return {k: decode(v, f"{where}/{k}") for k, v in value.items()}
+
+
+def _check_length(value: list | dict, where: str) -> None:
+    if len(value) > MAX_ITEMS:
+        raise CodecError(f"{where or 'document'}: {len(value)} items (at most {MAX_ITEMS}).")
+
+
+def _fits_kind(item: Any, kind: str) -> bool:
+    """Whether a decoded JSON value is a value of NumPy dtype kind ``kind`` (no conversion)."""
+    if kind == "b":
+        return isinstance(item, bool)
+    if kind in "iu":
+        return isinstance(item, int) and not isinstance(item, bool)
+    if kind == "f":
+        return isinstance(item, int | float) and not isinstance(item, bool)
+    return kind == "U" and isinstance(item, str)
 
 
 def _keys(value: dict, expected: set, where: str) -> None:
@@ -112,8 +211,8 @@ def _keys(value: dict, expected: set, where: str) -> None:
 
 def _dtype(text: Any, where: str) -> np.dtype:
     try:
-        dtype = np.dtype(text) if isinstance(text, str) else None
-    except TypeError:
+        dtype = np.dtype(text) if isinstance(text, str) and len(text) <= 32 else None
+    except (TypeError, ValueError):
         dtype = None
     if dtype is None or dtype.kind not in _KINDS or dtype.fields is not None:
         raise CodecError(f"{where}: unsupported dtype {text!r}.")
@@ -126,11 +225,17 @@ def _decode_array(value: dict, where: str) -> np.ndarray:
     _keys(value, {ARRAY_TAG, "shape", "data"}, where)
     dtype = _dtype(value[ARRAY_TAG], where)
     shape, data = value["shape"], value["data"]
-    ok_shape = isinstance(shape, list) and all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ok_shape = (
+        isinstance(shape, list)
+        and len(shape) <= MAX_NDIM
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
     )
-    if not ok_shape or not isinstance(data, list) or len(data) != int(np.prod(shape)):
-        raise CodecError(f"{where}: array shape {shape!r} does not match its {len(data)} values.")
+    if not isinstance(data, list):
+        raise CodecError(f"{where}: array data must be a list, found {type(data).__name__}.")
+    _check_length(data, where)
+    if not ok_shape or len(data) != math.prod(shape):
+        msg = f"{where}: array shape {shape!r:.200} does not match its {len(data)} values."
+        raise CodecError(msg)
     if dtype.kind == "O":
         out = np.empty(len(data), dtype=object)
         for i, v in enumerate(data):
@@ -139,8 +244,12 @@ def _decode_array(value: dict, where: str) -> np.ndarray:
                 raise CodecError(f"{where}[{i}]: object arrays hold only scalars.")
             out[i] = item
         return out.reshape(shape)
-    if any(isinstance(v, dict | list) for v in data):
-        raise CodecError(f"{where}: numeric arrays hold only numbers.")
+    if not all(_fits_kind(v, dtype.kind) for v in data):
+        bad = next(v for v in data if not _fits_kind(v, dtype.kind))
+        if isinstance(bad, _LongInteger):
+            decode(bad, where)
+        msg = f"{where}: an array of dtype {dtype} holds {type(bad).__name__} {bad!r:.80}."
+        raise CodecError(msg)
     try:
         return np.array(data, dtype=dtype).reshape(shape)
     except (TypeError, ValueError, OverflowError) as err:
