@@ -685,10 +685,14 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     ) -> SEDModel:
         """Load a model saved by :meth:`save`; never runs code from the files.
 
-        Every file is validated (present, non-empty, well-formed, matching the schema and
-        the model's tensor shapes) before the model is built; problems raise
-        :class:`~sc_sed.model._io.ModelFileError` (a ``ValueError``) naming the file.
-        Folders in the earlier pickle format are refused; see :meth:`convert_legacy_save`.
+        Every file is validated before the model is built: a regular file no larger than
+        its kind's limit (``sc_sed.model._io.MAX_FILE_BYTES``, checked before reading),
+        well-formed, every field of the JSON document of the right type and range (sizes
+        are checked before anything is allocated), feature names and categories the same
+        in every file, the tensors exactly those of the described module, finite. Problems
+        raise :class:`~sc_sed.model._io.ModelFileError` (a ``ValueError``) naming the file
+        and the field. Folders in the earlier pickle format are refused; see
+        :meth:`convert_legacy_save`.
 
         Parameters
         ----------
