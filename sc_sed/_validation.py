@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 
@@ -22,3 +23,23 @@ def check_int(value: Any, name: str, minimum: int, expected: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         msg = f"{name} must be {expected}, got {value!r}."
         raise ValueError(msg)
+
+
+def progress_flag(enable_progress_bar: bool, progress_bar: bool | None) -> bool:
+    """Return whether to show progress bars, honouring the deprecated ``progress_bar=`` spelling.
+
+    Parameters
+    ----------
+    enable_progress_bar
+        The argument, spelled as in scvi-tools and Lightning.
+    progress_bar
+        The earlier spelling (None when not given); it wins, with a warning.
+    """
+    if progress_bar is None:
+        return bool(enable_progress_bar)
+    warnings.warn(
+        "progress_bar= is deprecated; use enable_progress_bar= (as in scvi-tools and Lightning).",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return bool(progress_bar)

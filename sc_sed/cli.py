@@ -215,6 +215,7 @@ def _generate(args: argparse.Namespace) -> int:
         n_cells, labels=labels, guidance_scale=args.guidance_scale, sampler=args.sampler,
         n_steps=args.n_steps, seed=args.seed, batch_size=args.batch_size,
         out=args.out, overwrite=args.overwrite, shard=shard,
+        enable_progress_bar=True if args.progress is None else args.progress,
     )  # fmt: skip
     n = sum(labels.values()) if isinstance(labels, dict) else args.n_cells
     what = f"{n} rows" if shard is None else f"shard {shard[0]}/{shard[1]} of {n} rows"
@@ -393,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Replace an existing --out .h5ad file or a .zarr store sc_sed wrote (never "
         "another folder).",
     )
+    _progress(gen)
     _common(gen)
     gen.set_defaults(func=_generate)
 

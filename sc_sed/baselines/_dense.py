@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from sc_sed._validation import progress_flag
 from sc_sed.train import DiffusionTrainingPlan
 
 from ._common import BaselineModel
@@ -117,7 +118,8 @@ class DenseDDPM(BaselineModel):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         seed: int = 0,
-        progress_bar: bool = True,
+        enable_progress_bar: bool = True,
+        progress_bar: bool | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train the denoiser with :class:`~sc_sed.train.DiffusionTrainingPlan` (as SED's diffusion).
@@ -137,11 +139,14 @@ class DenseDDPM(BaselineModel):
         seed
             Seeds torch's global generators (noise levels and noise of the loss) and the
             minibatch order.
-        progress_bar
+        enable_progress_bar
             Show Lightning's progress bar.
+        progress_bar
+            Deprecated spelling of ``enable_progress_bar``.
         **trainer_kwargs
             Passed to :class:`lightning.pytorch.Trainer` (e.g. ``max_steps=``).
         """
+        progress_bar = progress_flag(enable_progress_bar, progress_bar)
         if int(batch_size) < 1:
             msg = f"batch_size must be a positive integer, got {batch_size}."
             raise ValueError(msg)
@@ -275,7 +280,8 @@ class DenseDDPM(BaselineModel):
         threshold: float | Literal["auto"] | None = None,
         seed: int = 0,
         batch_size: int = 256,
-        progress_bar: bool = True,
+        enable_progress_bar: bool = True,
+        progress_bar: bool | None = None,
     ) -> AnnData:
         """Generate rows; raw (every positive value kept) or thresholded.
 
@@ -302,8 +308,10 @@ class DenseDDPM(BaselineModel):
             Seed of every random draw (labels, library sizes, diffusion noise).
         batch_size
             Rows generated together; memory is ``(batch_size, D)``.
-        progress_bar
+        enable_progress_bar
             Show a progress bar.
+        progress_bar
+            Deprecated spelling of ``enable_progress_bar``.
 
         Returns
         -------
@@ -311,6 +319,7 @@ class DenseDDPM(BaselineModel):
         ``layers[layer]``, training ``var_names``, ``obs[labels_key]``,
         ``obs["synthetic"]``, provenance in ``uns["sc_sed"]``).
         """
+        progress_bar = progress_flag(enable_progress_bar, progress_bar)
         self._require_trained("generate")
         settings = {"sampler": sampler, "n_steps": n_steps, "guidance_scale": guidance_scale}
         tau = self._resolve_threshold(threshold, **settings, batch_size=batch_size)

@@ -12,6 +12,7 @@ import torch
 from anndata import AnnData
 from tqdm.auto import tqdm
 
+from sc_sed._validation import progress_flag
 from sc_sed.nn import sample_gamma
 
 from ._common import BaselineModel
@@ -145,7 +146,8 @@ class ScVIPrior(BaselineModel):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         seed: int = 0,
-        progress_bar: bool = True,
+        enable_progress_bar: bool = True,
+        progress_bar: bool | None = None,
         **train_kwargs: Any,
     ) -> None:
         """Train scVI (see :meth:`scvi.model.SCVI.train`).
@@ -164,11 +166,14 @@ class ScVIPrior(BaselineModel):
             Passed to Lightning.
         seed
             Seeds torch's global generators before training.
-        progress_bar
+        enable_progress_bar
             Show the progress bar.
+        progress_bar
+            Deprecated spelling of ``enable_progress_bar``.
         **train_kwargs
             Further :meth:`scvi.model.SCVI.train` arguments.
         """
+        progress_bar = progress_flag(enable_progress_bar, progress_bar)
         plan_kwargs = {"lr": lr, **train_kwargs.pop("plan_kwargs", {})}
         torch.manual_seed(seed)
         self.scvi_.train(
@@ -200,7 +205,8 @@ class ScVIPrior(BaselineModel):
         *,
         seed: int = 0,
         batch_size: int = 256,
-        progress_bar: bool = True,
+        enable_progress_bar: bool = True,
+        progress_bar: bool | None = None,
     ) -> AnnData:
         """Sample counts from scVI's prior.
 
@@ -215,13 +221,16 @@ class ScVIPrior(BaselineModel):
             Seed of every random draw (labels, library sizes, ``z``, counts).
         batch_size
             Rows generated together; memory is ``(batch_size, D)``.
-        progress_bar
+        enable_progress_bar
             Show a progress bar.
+        progress_bar
+            Deprecated spelling of ``enable_progress_bar``.
 
         Returns
         -------
         AnnData like :meth:`sc_sed.SEDModel.generate` output (CSR float32 integer counts).
         """
+        progress_bar = progress_flag(enable_progress_bar, progress_bar)
         self._require_trained("generate")
         if int(batch_size) < 1:
             msg = f"batch_size must be a positive integer, got {batch_size}."

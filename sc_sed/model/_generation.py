@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from sc_sed._validation import progress_flag
 from sc_sed.data import pairs_to_csr
 
 from ._conditions import draw_conditions
@@ -221,7 +222,8 @@ class GenerationMixin:
         temperature: float = 1.0,
         seed: int = 0,
         batch_size: int = 256,
-        progress_bar: bool = True,
+        enable_progress_bar: bool = True,
+        progress_bar: bool | None = None,
         out: str | os.PathLike | None = None,
         overwrite: bool = False,
         shard: tuple[int, int] | None = None,
@@ -282,8 +284,10 @@ class GenerationMixin:
         batch_size
             Rows generated together (memory grows with it, not with ``n_cells``); also the
             seed block, so changing it changes the rows.
-        progress_bar
+        enable_progress_bar
             Show a progress bar.
+        progress_bar
+            Deprecated spelling of ``enable_progress_bar``.
         out
             Stream the rows batch by batch to this ``.h5ad`` or ``.zarr`` file instead of
             returning them, so memory does not grow with ``n_cells``. The file holds the
@@ -308,6 +312,7 @@ class GenerationMixin:
         ``obs["template"]``, and ``uns["sc_sed"]`` records ``mode="like"``, ``strength`` and
         ``n_templates``.
         """
+        progress_bar = progress_flag(enable_progress_bar, progress_bar)
         self._require("diffusion", "generate")
         check_generation_args(
             n_cells, temperature=temperature, seed=seed, batch_size=batch_size,
