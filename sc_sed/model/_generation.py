@@ -255,9 +255,9 @@ class GenerationMixin:
             With ``like``: how far rows may move from their templates, in ``(0, 1]``
             (the diffusion time they are noised to). Small values keep each template's
             cell type and most of its identity; 1 forgets the template (plain
-            conditional generation). None uses the default, chosen by measuring label
-            agreement, distance to the template and to the training cells on PBMC at
-            several strengths (``benchmarks/README.md``, "Cells like given cells").
+            conditional generation). None uses 0.5, chosen by measuring label agreement,
+            distance to the template and to the training cells on PBMC at several
+            strengths (``benchmarks/README.md``, "Cells like given cells").
         covariates
             Requested values of other registered covariates, ``{obs_key: request}`` with
             requests as for ``labels``. Unrequested covariates are drawn from training rows
