@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy import sparse
 
-from ..tl._markers import MIN_CELLS, Method, normalized_pair, top_markers
+from ..tl import normalized_pair, top_markers
 from ._utils import ORIGIN_COLORS, _check_labels, _finish, _palette, _single_axes
 
 if TYPE_CHECKING:
@@ -16,12 +16,11 @@ if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
 
-    from ..tl._checks import Matrix
 
 _MAX_DOT = 120.0  # marker area of a gene detected in every row
 
 
-def _row_stats(X: Matrix, rows: np.ndarray, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _row_stats(X: np.ndarray | sparse.spmatrix, rows: np.ndarray, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean value and fraction of non-zero rows of ``genes`` among ``rows`` (NaN if no rows)."""
     if len(rows) == 0:
         return np.full(len(genes), np.nan), np.full(len(genes), np.nan)
@@ -32,14 +31,9 @@ def _row_stats(X: Matrix, rows: np.ndarray, genes: np.ndarray) -> tuple[np.ndarr
 
 def _marker_genes(pair, n_top: int, method: str) -> tuple[list[str], np.ndarray, list[int]]:
     """Return the real groups that can be ranked, their top markers (in group order) and block sizes."""
-    labels = pair.labels["real"]
-    n = len(labels)
-    groups = [g for g in pair.groups if MIN_CELLS <= np.sum(labels == g) <= n - MIN_CELLS]
-    if not groups:
-        msg = f"No real group has at least {MIN_CELLS} rows in it and {MIN_CELLS} outside it."
-        raise ValueError(msg)
     k = min(n_top, pair.X["real"].shape[1])
-    top = top_markers(pair.X["real"], labels, groups, k, method=method)
+    top = top_markers(pair.X["real"], pair.labels["real"], pair.groups, k, method=method)
+    groups = [g for g in pair.groups if g in top]
     genes, blocks = [], []
     for g in groups:
         new = [j for j in top[g] if j not in genes]
@@ -116,7 +110,7 @@ def markers(
     n_top: int = 5,
     layer: str | None = None,
     normalize: bool = True,
-    method: Method = "wilcoxon",
+    method: Literal["wilcoxon", "t-test", "t-test_overestim_var"] = "wilcoxon",
     labels: Sequence[str] = ("real", "synthetic"),
     cmap: str = "Reds",
     ax: Axes | None = None,

@@ -1,14 +1,15 @@
 """Evaluation tools: compare real and synthetic AnnData with the same features.
 
 Model-independent (no torch): metrics (:func:`evaluate`), sparsity statistics
-(:func:`sparsity_stats`), marker fidelity (:func:`marker_fidelity`), a joint embedding of
+(:func:`sparsity_stats`), marker fidelity (:func:`marker_fidelity`, with its helpers :func:`normalized_pair` and
+:func:`top_markers`), a joint embedding of
 both sets (:func:`co_embed`) and, for detector images, jet observables
 (:func:`jet_observables`, :func:`compare_physics`).
 """
 
 from ._embed import co_embed
 from ._evaluate import evaluate
-from ._markers import marker_fidelity
+from ._markers import marker_fidelity, normalized_pair, top_markers
 from ._physics import compare_physics, jet_observables
 from ._sparsity import sparsity_stats
 
@@ -18,5 +19,7 @@ __all__ = [
     "evaluate",
     "jet_observables",
     "marker_fidelity",
+    "normalized_pair",
     "sparsity_stats",
+    "top_markers",
 ]

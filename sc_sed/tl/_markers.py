@@ -314,12 +314,18 @@ def top_markers(
 ) -> dict[str, np.ndarray]:
     """Column indices of each group's ``k`` top up-regulated markers (group vs rest, by score).
 
-    ``X`` holds normalised rows; :func:`scanpy.tl.rank_genes_groups` ranks them. Each group
-    needs at least 2 rows in it and 2 outside it.
+    ``X`` holds normalised rows; :func:`scanpy.tl.rank_genes_groups` ranks them. Groups with
+    fewer than 2 rows in them or outside them are left out of the result; a ValueError is
+    raised when no group is left.
     """
     import scanpy as sc
     from anndata import AnnData
 
+    n = len(labels)
+    groups = [g for g in groups if MIN_CELLS <= np.sum(labels == g) <= n - MIN_CELLS]
+    if not groups:
+        msg = f"No group has at least {MIN_CELLS} rows in it and {MIN_CELLS} outside it."
+        raise ValueError(msg)
     genes = pd.Index([str(j) for j in range(X.shape[1])])
     obs = pd.DataFrame({"group": pd.Categorical(labels, categories=sorted(set(groups)))})
     obs.index = obs.index.astype(str)
