@@ -245,11 +245,13 @@ def test_sed_model_defaults_leave_sizes_epochs_and_batch_to_the_model(monkeypatc
     assert budget.dense_epochs == preset.dense_epochs  # the baselines keep the preset
 
     defaults = inspect.signature(sc_sed.SEDModel).parameters
+    assert defaults["n_hidden"].default is None  # sizes come from the model's recipe
     ctx = quality.RunContext(adata, data, budget, {}, "cpu", 0, 8, False)
     model = quality.build_sed(ctx)
     params = model.init_params_["non_kwargs"]
-    assert params["n_hidden"] == defaults["n_hidden"].default
-    assert params["n_latent"] == defaults["n_latent"].default
+    recipe = sc_sed.model.PRESETS[model.recipe_["preset"]]
+    assert params["n_hidden"] == model.recipe_["n_hidden"] == recipe.n_hidden
+    assert params["n_latent"] == model.recipe_["n_latent"] == recipe.n_latent
     assert params["n_layers"] == 1
     small = quality.build_sed(quality.RunContext(adata, data, preset, {}, "cpu", 0, 8, False))
     assert small.init_params_["non_kwargs"]["n_hidden"] == preset.sed_n_hidden

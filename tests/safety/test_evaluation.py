@@ -61,6 +61,8 @@ def _calls(real, synth) -> dict:
         "tl.sparsity_stats": lambda: sc_sed.tl.sparsity_stats(real),
         "tl.co_embed": lambda: sc_sed.tl.co_embed(real, synth, n_pcs=4),
         "tl.marker_fidelity": lambda: sc_sed.tl.marker_fidelity(real, synth, groupby="ct"),
+        "tl.normalized_pair": lambda: _pair(real, synth),
+        "tl.top_markers": lambda: _top_markers(_pair(real, synth)),
         "pl.dropout_pattern": lambda: sc_sed.pl.dropout_pattern(real, synth, show=False),
         "pl.genes_detected": lambda: sc_sed.pl.genes_detected(real, synth, show=False),
         "pl.umap": lambda: sc_sed.pl.umap(
@@ -72,6 +74,14 @@ def _calls(real, synth) -> dict:
         "pl.markers": lambda: sc_sed.pl.markers(real, synth, "ct", show=False),
         "pl.gene_means": lambda: sc_sed.pl.gene_means(real, synth, "ct", show=False),
     }
+
+
+def _pair(real, synth):
+    return sc_sed.tl.normalized_pair(real, synth, "ct", layer=None, normalize=True, align=False)
+
+
+def _top_markers(pair):
+    return sc_sed.tl.top_markers(pair.X["real"], pair.labels["real"], pair.groups, 3)
 
 
 def _physics_calls(real, synth) -> dict:
@@ -123,8 +133,8 @@ def test_degenerate_input_works_or_fails_clearly(case, caplog):
     elif case == "identical_rows":
         assert "identical" in errors["tl.evaluate"] and "identical" in errors["tl.co_embed"]
     elif case == "one_class":  # markers need a rest to compare a group with
-        assert errors == {"pl.markers": errors.get("pl.markers")}
-        assert "2 outside it" in errors["pl.markers"]
+        assert set(errors) == {"pl.markers", "tl.top_markers"}
+        assert all("2 outside it" in e for e in errors.values())
     else:  # everything works, with NaN (and a logged reason) where a metric is undefined
         assert errors == {}
 
