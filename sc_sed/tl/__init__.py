@@ -1,7 +1,8 @@
 """Evaluation tools: compare real and synthetic AnnData with the same features.
 
 Model-independent (no torch): metrics (:func:`evaluate`), sparsity statistics
-(:func:`sparsity_stats`), marker fidelity (:func:`marker_fidelity`, with its helpers :func:`normalized_pair` and
+(:func:`sparsity_stats`), recommender measures of users x items tables
+(:func:`interaction_metrics`), marker fidelity (:func:`marker_fidelity`, with its helpers :func:`normalized_pair` and
 :func:`top_markers`), a joint embedding of
 both sets (:func:`co_embed`) and, for detector images, jet observables
 (:func:`jet_observables`, :func:`compare_physics`).
@@ -9,6 +10,7 @@ both sets (:func:`co_embed`) and, for detector images, jet observables
 
 from ._embed import co_embed
 from ._evaluate import evaluate
+from ._interactions import interaction_metrics
 from ._markers import marker_fidelity, normalized_pair, top_markers
 from ._physics import compare_physics, jet_observables
 from ._sparsity import sparsity_stats
@@ -17,6 +19,7 @@ __all__ = [
     "co_embed",
     "compare_physics",
     "evaluate",
+    "interaction_metrics",
     "jet_observables",
     "marker_fidelity",
     "normalized_pair",

@@ -13,9 +13,17 @@ import pandas as pd
 from . import _metrics as M
 from ._checks import Matrix, _check_groupby, prepare_inputs
 from ._compare import _compare, _fit_knn, _make_subset, _overall_extras, _Settings
+from ._interactions import interaction_records
 from ._markers import marker_records
 from ._preprocess import _fit_pca_space, _PCASpace
-from ._table import MARKER_METRICS, OVERALL_ONLY, PCA_METRICS, _to_frame, _wanted_metrics
+from ._table import (
+    INTERACTION_METRICS,
+    MARKER_METRICS,
+    OVERALL_ONLY,
+    PCA_METRICS,
+    _to_frame,
+    _wanted_metrics,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -92,6 +100,7 @@ def evaluate(
     n_neighbors: int = 15,
     markers: bool = True,
     n_markers: int = 50,
+    interactions: bool = False,
 ) -> pd.DataFrame:
     """Compare synthetic rows with held-out real rows; one tidy row per metric (and group).
 
@@ -136,6 +145,12 @@ def evaluate(
       per group, so read ``0.82`` against the halves' ``0.88``. See
       :func:`~sc_sed.tl.marker_fidelity`; they use every row (a few seconds for a few thousand
       rows and genes, so they are on by default).
+    * Recommender measures (``interactions=True``; users x items tables, overall only):
+      ``item_popularity_spearman``, ``item_popularity_gini_real``/``_synth``/``_diff``,
+      ``user_activity_wasserstein``, ``log_value_ks``, ``top_pairs_overlap``, train-on-synthetic
+      ``tstr_recall``/``tstr_ndcg`` (at k = 20) and their ``*_ratio`` to a recommender trained on
+      real users, each with a ``*_split_half`` reference row from two halves of the real users.
+      See :func:`~sc_sed.tl.interaction_metrics`; they use the raw values (not ``normalize``).
 
     Subsampling: the PCA is fitted on a seeded random subset of the real rows (at most
     ``max_cells`` rows and at most half of them) that is then left out of the PCA-space metrics, so
@@ -191,6 +206,9 @@ def evaluate(
         Compute the marker metrics (with ``groupby``); ``False`` skips them.
     n_markers
         Number of top markers per group compared by ``marker_precision``.
+    interactions
+        Add the recommender measures of :func:`~sc_sed.tl.interaction_metrics` (with ``train``,
+        ``layer``, ``seed`` and ``align``) for users x items tables.
 
     Returns
     -------
@@ -205,6 +223,7 @@ def evaluate(
     """
     wanted = _wanted_metrics(metrics, has_groups=groupby is not None, has_train=train is not None)
     wanted = wanted if markers else wanted - MARKER_METRICS
+    wanted = _check_interactions(wanted, metrics, interactions)
     _check_settings(max_cells, n_folds, n_neighbors, classifier)
     labels = {}
     if groupby is not None:
@@ -221,10 +240,24 @@ def evaluate(
     if MARKER_METRICS & wanted:
         kw = {"layer": layer, "normalize": normalize, "seed": seed, "align": align}
         records += marker_records(real, synth, groupby, wanted=wanted, n_top=n_markers, **kw)
+    if INTERACTION_METRICS & wanted:
+        kw = {"train": train, "layer": layer, "seed": seed, "align": align}
+        records += interaction_records(real, synth, wanted=wanted, **kw)
     df = _to_frame(records)
     df.attrs["sc_sed"] = _provenance(cfg, space, X, seed=seed, groupby=groupby, layer=layer)
     df.attrs["sc_sed"]["n_markers"] = n_markers if MARKER_METRICS & wanted else None
     return df
+
+
+def _check_interactions(wanted: frozenset[str], metrics, interactions: bool) -> frozenset[str]:
+    """Keep the recommender measures only with ``interactions=True``; naming one needs it."""
+    if interactions:
+        return wanted
+    if metrics is not None and INTERACTION_METRICS & wanted:
+        named = sorted(INTERACTION_METRICS & wanted)
+        msg = f"Metrics {named} are recommender measures; pass `interactions=True` to compute them."
+        raise ValueError(msg)
+    return wanted - INTERACTION_METRICS
 
 
 def _split_real(n_real: int, max_cells: int | None, rng: np.random.Generator):

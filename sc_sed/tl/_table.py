@@ -7,6 +7,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ._interactions import METRICS as _RECSYS
+from ._interactions import NO_REFERENCE as _RECSYS_NO_REFERENCE
+
 #: metric -> (better, ideal). ``better`` is "higher", "lower", "closer" (closest to ``ideal`` is
 #: best) or "none" (a descriptive reference value).
 METRICS: dict[str, tuple[str, float]] = {
@@ -47,6 +50,26 @@ MARKER_METRICS = frozenset(
 COLUMNS = ["metric", "group", "value", "better", "ideal"]
 
 
+def _recsys_catalogue() -> dict[str, tuple[str, float]]:
+    """Return the recommender measures, each followed by its ``*_split_half`` reference row."""
+    out = {}
+    for name, spec in _RECSYS.items():
+        out[name] = spec
+        if name not in _RECSYS_NO_REFERENCE:
+            out[name + "_split_half"] = ("none", np.nan)
+    return out
+
+
+#: ``evaluate(..., interactions=True)`` rows (:func:`~sc_sed.tl.interaction_metrics`).
+INTERACTION_METRICS = frozenset(_recsys_catalogue())
+METRICS.update(_recsys_catalogue())
+#: A synthetic value whose ideal is the real value of the same group.
+_IDEAL_FROM = {
+    "zero_fraction_synth": "zero_fraction_real",
+    "item_popularity_gini_synth": "item_popularity_gini_real",
+}
+
+
 def _wanted_metrics(
     metrics: Sequence[str] | None, *, has_groups: bool, has_train: bool
 ) -> frozenset[str]:
@@ -76,9 +99,10 @@ def _to_frame(records: Iterable[tuple[str, str, float]]) -> pd.DataFrame:
     df["value"] = df["value"].astype(float)
     df["better"] = df["metric"].map(lambda m: METRICS[m][0])
     df["ideal"] = df["metric"].map(lambda m: METRICS[m][1]).astype(float)
-    real_zf = df[df["metric"] == "zero_fraction_real"].set_index("group")["value"]
-    is_synth_zf = df["metric"] == "zero_fraction_synth"
-    df.loc[is_synth_zf, "ideal"] = df.loc[is_synth_zf, "group"].map(real_zf).to_numpy(dtype=float)
+    for synth_metric, real_metric in _IDEAL_FROM.items():
+        real_value = df[df["metric"] == real_metric].set_index("group")["value"]
+        is_synth = df["metric"] == synth_metric
+        df.loc[is_synth, "ideal"] = df.loc[is_synth, "group"].map(real_value).to_numpy(dtype=float)
     order = {m: i for i, m in enumerate(METRICS)}
     groups = list(dict.fromkeys(df["group"]))
     df = df.assign(_g=df["group"].map(groups.index), _m=df["metric"].map(order))
