@@ -1,0 +1,49 @@
+"""benchmarks/augmentation.py runs end to end (--smoke) and writes a complete summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from .conftest import load_benchmark
+
+
+def test_augmentation_smoke(tmp_path):
+    threads = torch.get_num_threads()
+    bench = load_benchmark("augmentation")
+    result = bench.main(["--smoke", "--out", str(tmp_path)])
+    assert torch.get_num_threads() == threads  # the script restores what it pins
+    data = json.loads((tmp_path / "augmentation.json").read_text())
+    assert (tmp_path / "augmentation.md").read_text().startswith("# Rare-type augmentation")
+    assert data["arms"] == list(bench.ARMS) and result["arms"] == data["arms"]
+    # one summary row per arm and classifier; metrics in [0, 1]; both seeds counted
+    pairs = {(r["arm"], r["classifier"]) for r in data["summary"]}
+    assert pairs == {(a, c) for a in bench.ARMS for c in ("logreg", "knn")}
+    for row in data["summary"]:
+        assert row["n_seeds"] == 2 and row["n_rare"] == 5
+        assert all(0 <= row[m] <= 1 for m in ("rare_recall", "rare_f1", "macro_f1"))
+        # paired CIs against both baselines, except against itself
+        for base in ("real", "duplicates"):
+            key = f"vs_{base}"
+            assert (key in row) == (row["arm"] != base)
+            if key in row:
+                ci = row[key]["rare_f1"]
+                assert ci["n"] == 2 and ci["ci_low"] <= ci["mean"] <= ci["ci_high"]
+    # the real-only arm's paired difference against duplicates is minus the converse
+    by = {(r["arm"], r["classifier"]): r for r in data["summary"]}
+    d1 = by[("real", "logreg")]["vs_duplicates"]["rare_f1"]["mean"]
+    d2 = by[("duplicates", "logreg")]["vs_real"]["rare_f1"]["mean"]
+    assert np.isclose(d1, -d2)
+    # fidelity per arm: marker metrics with their split-half reference (none for SMOTE)
+    fid = {r["arm"]: r for r in data["fidelity"]}
+    for arm in ("real", "duplicates", "scvi", "sed", "sed_guided", "sed_like"):
+        assert {"logfc_pearson", "logfc_pearson_split_half", "ref_accuracy"} <= set(fid[arm])
+        assert 0 <= fid[arm]["ref_accuracy"] <= 1
+    assert fid["smote"].get("logfc_pearson") is None
+    # the guidance of sed_guided was chosen from the grid on the validation cells
+    for cut in data["per_cut"]:
+        assert cut["guidance"]["chosen"] in (1.0, 2.0)
+        assert set(cut["guidance"]["validation_rare_f1"]) == {"1.0", "2.0"}
+        assert cut["n_synth"] >= 5
