@@ -70,10 +70,13 @@ from sc_sed._demo import stratified_split  # noqa: E402
 
 ARMS = ("real", "duplicates", "smote", "scvi", "sed", "sed_guided", "sed_like")
 BASELINES = ("real", "duplicates")
-#: Default rare types: PBMC's overlapping T-cell subsets and NK; bladder clusters of 30-60 cells.
+#: Default rare types, the hard ones: PBMC's overlapping T-cell subsets (the two CD8+ types
+#: and the CD4+ T Reg; the CD4+ naive and memory sets have too few cells to cut) and the
+#: bladder clusters a logistic regression on 30 PCs confuses most (6 with 3/4, 9 with 4,
+#: 10 with 3/6; 5-fold cross-validated F1 0.83, 0.88, 0.93 on all cells).
 TYPES = {
-    "pbmc68k": ("CD4+/CD25 T Reg", "CD8+/CD45RA+ Naive Cytotoxic", "CD56+ NK"),
-    "bladder": ("8", "10", "11"),
+    "pbmc68k": ("CD4+/CD25 T Reg", "CD8+ Cytotoxic T", "CD8+/CD45RA+ Naive Cytotoxic"),
+    "bladder": ("6", "9", "10"),
 }
 SMOKE_TYPE = ("pbmc68k", "CD19+ B")
 
@@ -93,7 +96,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--guidance-grid", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     p.add_argument("--n-synth", type=int, help="Synthetic cells added (default: see above).")
-    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--test-fraction", type=float, default=0.25)
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--sed-epochs", type=int, help="SED autoencoder epochs (default: recipe).")
     p.add_argument("--sed-diffusion-epochs", type=int, help="SED diffusion epochs (recipe).")
@@ -268,8 +271,11 @@ def run_set(name: str, a, key: str, types: list[str], args) -> tuple[list, list,
                     skipped.append({**case, "seed": seed, "reason": "pool has fewer cells"})
                     continue
                 print(f"{name} | {rare} | n_rare={n_rare} | seed {seed}", flush=True)
+                t0 = time.perf_counter()
                 synth, notes = generate_arms(cut, val, args)
                 recs, fid = score_cut(cut, synth, test, reference, args)
+                notes["cut_seconds"] = time.perf_counter() - t0
+                print(f"  {notes['cut_seconds']:.0f} s, arms {notes['arms_seconds']:.0f} s", flush=True)
                 info = {**case, "seed": seed, "n_synth": cut.n_synth}
                 records += [{**info, **r} for r in recs]
                 fidelity.append({**info, **notes, "fidelity": fid})
