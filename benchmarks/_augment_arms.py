@@ -76,7 +76,8 @@ def scvi_rows(cut: Cut, args) -> sp.csr_matrix:
         args.scvi_epochs, train_size=1.0, accelerator=args.device, seed=cut.seed,
         enable_progress_bar=False,
     )  # fmt: skip
-    out = model.generate(None, labels={cut.rare: cut.n_synth}, seed=cut.seed, enable_progress_bar=False)
+    labels = {cut.rare: cut.n_synth}
+    out = model.generate(None, labels=labels, seed=cut.seed, enable_progress_bar=False)
     return sp.csr_matrix(out.X)
 
 

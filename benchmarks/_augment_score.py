@@ -81,7 +81,9 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, rare: str) -> dict[str, float
     return {
         "rare_recall": float(recall_score(y_true == rare, y_pred == rare, zero_division=0)),
         "rare_f1": float(f1_score(y_true == rare, y_pred == rare, zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
     }
 
 
@@ -93,7 +95,7 @@ def classify(
     rare: str,
     seed: int,
 ) -> dict[str, dict[str, float]]:
-    """Fit each classifier on the log-normalised training rows (PCA fitted on them); score the test rows."""
+    """Fit each classifier on log-normalised training rows (PCA fitted on them); score the test."""
     space = Space(train_x, seed)
     xs, test = space.project(train_x), space.project(test_x)
     out = {}

@@ -228,7 +228,8 @@ def score_cut(cut, synth: dict, test, reference, args) -> tuple[list[dict], dict
         rows = base_x[cut.rare_rows] if synth_x is None else synth_x
         fid["ref_accuracy"] = float((reference.predict(rows) == rare).mean())
         fidelity[arm] = fid
-    fidelity["ref_accuracy_test"] = float((reference.predict(test_x[test_y == rare]) == rare).mean())
+    called = reference.predict(test_x[test_y == rare]) == rare
+    fidelity["ref_accuracy_test"] = float(called.mean())
     return records, fidelity
 
 
@@ -237,7 +238,9 @@ def _synth_set(cut: arms.Cut, counts: sp.csr_matrix) -> ad.AnnData:
     key = cut.labels_key
     others = cut.train[cut.train.obs[key].astype(str).to_numpy() != cut.rare]
     x = sp.vstack([sp.csr_matrix(others.layers[arms.LAYER]), counts]).tocsr()
-    labels = np.concatenate([others.obs[key].astype(str).to_numpy(), np.full(counts.shape[0], cut.rare)])
+    labels = np.concatenate(
+        [others.obs[key].astype(str).to_numpy(), np.full(counts.shape[0], cut.rare)]
+    )
     obs = pd.DataFrame({key: pd.Categorical(labels)}, index=[f"c{i}" for i in range(x.shape[0])])
     return ad.AnnData(x, obs=obs, var=cut.train.var[[]], layers={arms.LAYER: x})
 
@@ -249,7 +252,8 @@ class Reference:
         x = lognorm(pool.layers[arms.LAYER])
         self.space = Space(x, seed)
         labels = pool.obs[key].astype(str).to_numpy()
-        self.clf = LogisticRegression(max_iter=2000, random_state=seed).fit(self.space.project(x), labels)
+        self.clf = LogisticRegression(max_iter=2000, random_state=seed)
+        self.clf.fit(self.space.project(x), labels)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Labels of log-normalised rows."""
@@ -275,7 +279,8 @@ def run_set(name: str, a, key: str, types: list[str], args) -> tuple[list, list,
                 synth, notes = generate_arms(cut, val, args)
                 recs, fid = score_cut(cut, synth, test, reference, args)
                 notes["cut_seconds"] = time.perf_counter() - t0
-                print(f"  {notes['cut_seconds']:.0f} s, arms {notes['arms_seconds']:.0f} s", flush=True)
+                seconds = f"{notes['cut_seconds']:.0f} s, arms {notes['arms_seconds']:.0f} s"
+                print(f"  {seconds}", flush=True)
                 info = {**case, "seed": seed, "n_synth": cut.n_synth}
                 records += [{**info, **r} for r in recs]
                 fidelity.append({**info, **notes, "fidelity": fid})
@@ -286,13 +291,13 @@ def fidelity_means(fidelity: list[dict]) -> list[dict]:
     """Fidelity per (set, type, n_rare, arm), averaged over seeds (None where undefined)."""
     rows = []
     for f in fidelity:
+        case = {k: f[k] for k in ("set", "type", "n_rare")}
         for arm, vals in f["fidelity"].items():
             if isinstance(vals, dict):
-                rows += [{"set": f["set"], "type": f["type"], "n_rare": f["n_rare"], "arm": arm,
-                          "metric": k, "value": v} for k, v in vals.items()]  # fmt: skip
+                rows += [{**case, "arm": arm, "metric": k, "value": v} for k, v in vals.items()]
             else:
-                rows.append({"set": f["set"], "type": f["type"], "n_rare": f["n_rare"],
-                             "arm": "real test cells", "metric": "ref_accuracy", "value": vals})  # fmt: skip
+                row = {"arm": "real test cells", "metric": "ref_accuracy", "value": vals}
+                rows.append({**case, **row})
     if not rows:
         return []
     df = pd.DataFrame(rows).astype({"value": float})
