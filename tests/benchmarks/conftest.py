@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -23,3 +27,17 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+#: Loggers the scripts quieten for their own runs (they set levels process-wide).
+_QUIETENED = ("lightning", "lightning.pytorch", "scvi", "sc_sed", "sc_sed.tl")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_and_warnings():
+    """Undo the scripts' log levels and warning filters, so later tests see sc_sed's logs."""
+    levels = {name: logging.getLogger(name).level for name in _QUIETENED}
+    with warnings.catch_warnings():
+        yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
