@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from sc_sed._defaults import MODULE_DEFAULTS as D
 from sc_sed.diffusion import CosineLogSNRSchedule, make_sampler
 from sc_sed.nn import LatentDenoiser
 
@@ -48,13 +49,13 @@ class LatentDiffusion(nn.Module):
         self,
         n_latent: int,
         n_cats_per_cond: Sequence[int] = (),
-        widths: Sequence[int] = (512, 512, 256, 128),
-        n_embed: int = 128,
-        dropout_rate: float = 0.0,
-        cond_dropout: float = 0.1,
-        self_cond_prob: float = 0.5,
-        logsnr_min: float = -15.0,
-        logsnr_max: float = 15.0,
+        widths: Sequence[int] = D.denoiser_widths,
+        n_embed: int = D.n_embed,
+        dropout_rate: float = D.denoiser_dropout,
+        cond_dropout: float = D.cond_dropout,
+        self_cond_prob: float = D.self_cond_prob,
+        logsnr_min: float = D.logsnr_min,
+        logsnr_max: float = D.logsnr_max,
     ):
         super().__init__()
         self.n_latent = int(n_latent)

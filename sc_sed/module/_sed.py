@@ -194,9 +194,16 @@ class SEDModule(BaseModuleClass):
             location = value_locations(value_likelihood, *value_sums)
             self.decoder.value_head.init_locations(location)
         self.diffusion = LatentDiffusion(
-            n_latent, n_cats_per_cond, denoiser_widths, n_embed, denoiser_dropout,
-            cond_dropout, self_cond_prob, logsnr_min, logsnr_max,
-        )  # fmt: skip
+            n_latent=n_latent,
+            n_cats_per_cond=n_cats_per_cond,
+            widths=denoiser_widths,
+            n_embed=n_embed,
+            dropout_rate=denoiser_dropout,
+            cond_dropout=cond_dropout,
+            self_cond_prob=self_cond_prob,
+            logsnr_min=logsnr_min,
+            logsnr_max=logsnr_max,
+        )
         if allowed_features is None:
             allowed_features = torch.ones(n_features, dtype=torch.bool)
         self.register_buffer(

@@ -9,7 +9,7 @@ import pytest
 
 import sc_sed
 from sc_sed._defaults import MODULE_DEFAULTS, PRESETS, autoencoder_epochs, diffusion_epochs
-from sc_sed.module import SEDModule
+from sc_sed.module import LatentDiffusion, SEDModule
 from sc_sed.nn import ARDecoder, SetEncoder
 
 from .conftest import FIT, tiny_counts
@@ -29,10 +29,12 @@ def test_constructor_has_at_most_twelve_named_arguments():
     assert "%(" not in sc_sed.SEDModel.__doc__
 
 
-@pytest.mark.parametrize("cls", [SEDModule, ARDecoder, SetEncoder])
+@pytest.mark.parametrize("cls", [SEDModule, ARDecoder, SetEncoder, LatentDiffusion])
 def test_lower_layers_take_their_defaults_from_one_place(cls):
     params = inspect.signature(cls.__init__).parameters
     names = {"size_features": "encoder_size_features"}
+    if cls is LatentDiffusion:  # the denoiser's own names for the module's settings
+        names = {"widths": "denoiser_widths", "dropout_rate": "denoiser_dropout"}
     for name, param in params.items():
         key = names.get(name, name)
         if param.default is not inspect.Parameter.empty and hasattr(MODULE_DEFAULTS, key):
