@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
 
 def check_int(value: Any, name: str, minimum: int, expected: str) -> None:
     """Refuse anything but an integer ``>= minimum`` (a bool too).
@@ -22,6 +24,24 @@ def check_int(value: Any, name: str, minimum: int, expected: str) -> None:
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         msg = f"{name} must be {expected}, got {value!r}."
+        raise ValueError(msg)
+
+
+def check_count(value: Any, name: str, what: str = "") -> None:
+    """Refuse anything but a positive integer (Python or NumPy; a bool is refused).
+
+    Parameters
+    ----------
+    value
+        The argument's value.
+    name
+        The argument's name, for the message.
+    what
+        What the number counts, for the message (e.g. ``"markers shown per group"``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        counted = f" ({what})" if what else ""
+        msg = f"`{name}` must be a positive integer{counted}, got {value!r}."
         raise ValueError(msg)
 
 

@@ -19,3 +19,15 @@ def test_check_int_refuses_bools_floats_and_small_values():
     for bad in (True, 2.0, 0, "3"):
         with pytest.raises(ValueError, match="n must be a positive integer"):
             check_int(bad, "n", 1, "a positive integer")
+
+
+def test_check_count_takes_numpy_integers_and_names_what_is_counted():
+    import numpy as np
+
+    from sc_sed._validation import check_count
+
+    check_count(3, "k")
+    check_count(np.int64(3), "k")
+    for bad in (True, 2.0, 0, -1, "3", np.float64(3)):
+        with pytest.raises(ValueError, match=r"`k` must be a positive integer \(items\), got"):
+            check_count(bad, "k", "items")

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy import sparse
 
+from sc_sed._validation import check_count
+
 from ..tl import normalized_pair, top_markers
 from ._utils import ORIGIN_COLORS, _check_labels, _finish, _palette, _single_axes
 
@@ -156,9 +158,7 @@ def markers(
     The Axes unless the figure was shown.
     """
     labels = _check_labels(labels)
-    if isinstance(n_top, bool) or not isinstance(n_top, int | np.integer) or n_top < 1:
-        msg = f"`n_top` must be a positive integer (markers shown per group), got {n_top!r}."
-        raise ValueError(msg)
+    check_count(n_top, "n_top", "markers shown per group")
     pair = normalized_pair(real, synth, groupby, layer=layer, normalize=normalize, align=False)
     groups, genes, blocks = _marker_genes(pair, n_top, method)
     means, fracs = _dot_grid(pair, groups, genes)

@@ -16,6 +16,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import ks_2samp, spearmanr, wasserstein_distance
 
+from sc_sed._validation import check_count
+
 from ._checks import prepare_inputs
 from ._recommender import binarize, hold_out, item_similarity, recall_ndcg
 
@@ -180,9 +182,7 @@ def interaction_records(
 
 def _check_args(**kwargs: int) -> None:
     for name, value in kwargs.items():
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            msg = f"`{name}` must be a positive integer, got {value!r}."
-            raise ValueError(msg)
+        check_count(value, name)
 
 
 def _halves(n: int, rng: np.random.Generator) -> list[np.ndarray]:

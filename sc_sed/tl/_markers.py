@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from sc_sed._validation import check_count
+
 from ._checks import Matrix, prepare_inputs
 from ._preprocess import _normalize
 
@@ -189,9 +191,7 @@ def marker_records(
 
 
 def _check_marker_args(n_top: int, method: str, *, name: str) -> None:
-    if isinstance(n_top, bool) or not isinstance(n_top, int | np.integer) or n_top < 1:
-        msg = f"`{name}` must be a positive integer (markers compared per group), got {n_top!r}."
-        raise ValueError(msg)
+    check_count(n_top, name, "markers compared per group")
     if method not in ("wilcoxon", "t-test", "t-test_overestim_var"):
         msg = f"method={method!r} is not supported; use 'wilcoxon', 't-test' or 't-test_overestim_var'."
         raise ValueError(msg)
