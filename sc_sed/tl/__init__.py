@@ -2,12 +2,14 @@
 
 Model-independent (no torch): metrics (:func:`evaluate`), sparsity statistics
 (:func:`sparsity_stats`), recommender measures of users x items tables
-(:func:`interaction_metrics`), marker fidelity (:func:`marker_fidelity`, with its helpers :func:`normalized_pair` and
-:func:`top_markers`), a joint embedding of
-both sets (:func:`co_embed`) and, for detector images, jet observables
+(:func:`interaction_metrics`), what gives synthetic rows away to a classifier
+(:func:`discriminator_features`, with :func:`row_summaries`), marker fidelity
+(:func:`marker_fidelity`, with its helpers :func:`normalized_pair` and :func:`top_markers`),
+a joint embedding of both sets (:func:`co_embed`) and, for detector images, jet observables
 (:func:`jet_observables`, :func:`compare_physics`).
 """
 
+from ._discriminator import discriminator_features, row_summaries
 from ._embed import co_embed
 from ._evaluate import evaluate
 from ._interactions import interaction_metrics
@@ -18,11 +20,13 @@ from ._sparsity import sparsity_stats
 __all__ = [
     "co_embed",
     "compare_physics",
+    "discriminator_features",
     "evaluate",
     "interaction_metrics",
     "jet_observables",
     "marker_fidelity",
     "normalized_pair",
+    "row_summaries",
     "sparsity_stats",
     "top_markers",
 ]

@@ -99,7 +99,8 @@ def wasserstein_assignment(X: np.ndarray, Y: np.ndarray, rng: np.random.Generato
     return float(cost[rows, cols].mean())
 
 
-def _make_classifier(classifier: Classifier, seed: int):
+def make_classifier(classifier: Classifier, seed: int):
+    """Return an unfitted real-vs-synthetic classifier of the given kind (seeded)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -127,7 +128,7 @@ def discriminability_auroc(
     indistinguishable, 1 perfectly separable; values below 0.5 arise only by chance.
     """
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import cross_val_predict
     from threadpoolctl import threadpool_limits
 
     n = min(len(X), len(Y))
@@ -136,26 +137,45 @@ def discriminability_auroc(
             "Too few rows (%d per set) for %d-fold discriminability; returning NaN.", n, n_folds
         )
         return float("nan")
+    data, target = balanced_rows(X, Y, rng)
+    seed = int(rng.integers(2**31 - 1))
+    splits = discriminator_splits(data, target, n_folds=n_folds, seed=seed)
+    if splits is None:
+        return float("nan")
+    clf = make_classifier(classifier, seed)
+    # Small fits: OpenMP threads cost more than they save (and stall on a busy machine).
+    with threadpool_limits(limits=1, user_api="openmp"):
+        proba = cross_val_predict(clf, data, target, cv=splits, method="predict_proba")[:, 1]
+    return float(roc_auc_score(target, proba))
+
+
+def balanced_rows(
+    X: np.ndarray, Y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack equal-size random subsamples of ``X`` (target 0, real) and ``Y`` (target 1)."""
+    n = min(len(X), len(Y))
     X = X[rng.choice(len(X), n, replace=False)] if len(X) > n else X
     Y = Y[rng.choice(len(Y), n, replace=False)] if len(Y) > n else Y
-    data, target = np.vstack([X, Y]), np.r_[np.zeros(n), np.ones(n)]
-    seed = int(rng.integers(2**31 - 1))
-    # Identical rows (e.g. copied training rows) share a fold: a copy with the other label in the
-    # training folds would otherwise push the held-out prediction the wrong way (AUROC < 0.5).
+    return np.vstack([X, Y]), np.r_[np.zeros(n), np.ones(n)]
+
+
+def discriminator_splits(
+    data: np.ndarray, target: np.ndarray, *, n_folds: int, seed: int
+) -> list | None:
+    """Stratified, shuffled ``n_folds`` (train, test) splits; None (logged) if undefined.
+
+    Identical rows (e.g. copied training rows) share a fold: a copy with the other label in the
+    training folds would otherwise push the held-out prediction the wrong way (AUROC < 0.5).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     _, row_id = np.unique(data, axis=0, return_inverse=True)
     row_id = row_id.ravel()
     duplicated = row_id.max() + 1 < len(data)
     folds = (StratifiedGroupKFold if duplicated else StratifiedKFold)(
         n_folds, shuffle=True, random_state=seed
     )
-    splits = _two_class_splits(folds, data, target, row_id if duplicated else None, n_folds)
-    if splits is None:
-        return float("nan")
-    clf = _make_classifier(classifier, seed)
-    # Small fits: OpenMP threads cost more than they save (and stall on a busy machine).
-    with threadpool_limits(limits=1, user_api="openmp"):
-        proba = cross_val_predict(clf, data, target, cv=splits, method="predict_proba")[:, 1]
-    return float(roc_auc_score(target, proba))
+    return _two_class_splits(folds, data, target, row_id if duplicated else None, n_folds)
 
 
 def _two_class_splits(folds, data, target, groups, n_folds: int) -> list | None:

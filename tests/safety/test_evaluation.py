@@ -59,6 +59,10 @@ def _calls(real, synth) -> dict:
             real, synth, groupby="ct", train=synth, n_neighbors=3, **FAST
         ),
         "tl.sparsity_stats": lambda: sc_sed.tl.sparsity_stats(real),
+        "tl.discriminator_features": lambda: sc_sed.tl.discriminator_features(
+            real, synth, groupby="ct", n_repeats=1, **FAST
+        ),
+        "tl.row_summaries": lambda: sc_sed.tl.row_summaries(real.X),
         "tl.interaction_metrics": lambda: sc_sed.tl.interaction_metrics(real, synth, k=3),
         "tl.co_embed": lambda: sc_sed.tl.co_embed(real, synth, n_pcs=4),
         "tl.marker_fidelity": lambda: sc_sed.tl.marker_fidelity(real, synth, groupby="ct"),

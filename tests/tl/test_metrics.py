@@ -69,4 +69,4 @@ def test_auroc_nan_with_too_few_rows(gauss):
 
 def test_unknown_classifier():
     with pytest.raises(ValueError, match="classifier='svm' is not supported"):
-        M._make_classifier("svm", 0)
+        M.make_classifier("svm", 0)
