@@ -4,6 +4,7 @@ Every function takes ``ax=`` (or ``axs=`` for several panels) and ``show=``, and
 Axes (a list for several panels) unless the figure is shown.
 """
 
+from ._discriminator import discriminator_features
 from ._dropout import dropout_pattern
 from ._genes_detected import genes_detected
 from ._history import history
@@ -11,4 +12,13 @@ from ._markers import gene_means, markers
 from ._metrics import metrics
 from ._umap import umap
 
-__all__ = ["dropout_pattern", "gene_means", "genes_detected", "history", "markers", "metrics", "umap"]
+__all__ = [
+    "discriminator_features",
+    "dropout_pattern",
+    "gene_means",
+    "genes_detected",
+    "history",
+    "markers",
+    "metrics",
+    "umap",
+]

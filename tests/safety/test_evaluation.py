@@ -77,6 +77,9 @@ def _calls(real, synth) -> dict:
             sc_sed.tl.evaluate(real, synth, markers=False, **FAST), show=False
         ),
         "pl.markers": lambda: sc_sed.pl.markers(real, synth, "ct", show=False),
+        "pl.discriminator_features": lambda: sc_sed.pl.discriminator_features(
+            sc_sed.tl.discriminator_features(real, synth, n_repeats=1, **FAST), show=False
+        ),
         "pl.gene_means": lambda: sc_sed.pl.gene_means(real, synth, "ct", show=False),
     }
 
