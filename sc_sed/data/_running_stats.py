@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._checks import canonical_block
-from ._stats import MatrixStats, value_flags, value_sums
+from ._stats import MatrixStats, ValueProfile, value_flags, value_sums
 
 
 class RunningMatrixStats:
@@ -41,6 +41,7 @@ class RunningMatrixStats:
         self._is_integer = True
         self._min_value = 0.0
         self._n_nonfinite = 0
+        self._profile = ValueProfile()
 
     def update(self, block: np.ndarray | sp.spmatrix | sp.sparray) -> None:
         """Add a ``(rows, n_vars)`` block (dense NumPy array or SciPy sparse matrix).
@@ -61,6 +62,7 @@ class RunningMatrixStats:
         self._n_nonfinite += bad
         self._is_integer &= integer
         self._min_value = min(self._min_value, low)
+        self._profile.update(csr.data)
         lengths = np.diff(csr.indptr)
         if lengths.size:
             self._max_nonzero = max(self._max_nonzero, int(lengths.max()))
@@ -97,4 +99,5 @@ class RunningMatrixStats:
             n_detected=n_detected,
             value_sum=self._value_sum.copy(),
             log_value_sum=self._log_value_sum.copy(),
+            **self._profile.fields(),
         )

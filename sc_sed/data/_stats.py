@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,7 +39,24 @@ class MatrixStats:
         ``(n_vars,)`` float64: sums of each feature's non-zero (finite) values and of
         ``log |value|`` over them (the value head's starting locations); None in
         statistics made before they existed.
+    max_abs_value, median_abs_value
+        Largest finite non-zero ``|value|``, and the median read from
+        ``log_value_histogram`` (accurate to about 6%); None in older statistics.
+    n_distinct_values
+        Distinct finite non-zero values, counted up to ``MAX_VOCABULARY + 1`` (more
+        are not counted); None in older statistics.
+    value_vocabulary, vocabulary_counts
+        The sorted distinct finite non-zero values (float64) and how often each occurs,
+        when there are at most :data:`MAX_VOCABULARY` of them; else None.
+    log_value_histogram
+        ``(HISTOGRAM_BINS,)`` int: counts of ``log10 |value|`` in bins of a twentieth of
+        a decade from ``1e-10`` to ``1e10`` (values outside fall into the end bins).
+    MAX_VOCABULARY, HISTOGRAM_BINS
+        Class constants: the longest vocabulary kept (256) and the histogram's length.
     """
+
+    MAX_VOCABULARY: ClassVar[int] = 256
+    HISTOGRAM_BINS: ClassVar[int] = 400
 
     n_obs: int
     n_vars: int
@@ -52,6 +70,12 @@ class MatrixStats:
     n_detected: np.ndarray
     value_sum: np.ndarray | None = None
     log_value_sum: np.ndarray | None = None
+    max_abs_value: float | None = None
+    median_abs_value: float | None = None
+    n_distinct_values: int | None = None
+    value_vocabulary: np.ndarray | None = None
+    vocabulary_counts: np.ndarray | None = None
+    log_value_histogram: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """Plain-dict form (for the scvi-tools registry)."""
@@ -135,6 +159,96 @@ def value_flags(data: np.ndarray) -> tuple[int, bool, float]:
     return int((~finite).sum()), bool(np.all(values == np.round(values))), float(values.min())
 
 
+#: Most distinct non-zero values whose list (the vocabulary) the statistics keep.
+MAX_VOCABULARY = MatrixStats.MAX_VOCABULARY
+#: The ``log10 |value|`` histogram: bins per decade, lowest decade, number of bins.
+HISTOGRAM_PER_DECADE = 20
+HISTOGRAM_LOW = -10
+HISTOGRAM_BINS = MatrixStats.HISTOGRAM_BINS
+
+
+class ValueProfile:
+    """Accumulate the distribution of the non-zero values over blocks of stored values.
+
+    Keeps the largest ``|value|``, the distinct values with their counts (while there
+    are at most :data:`MAX_VOCABULARY`) and the ``log10 |value|`` histogram.
+    """
+
+    def __init__(self):
+        self.max_abs = 0.0
+        self.counts: dict[float, int] | None = {}
+        self.histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+
+    def update(self, data: np.ndarray) -> None:
+        """Add a block of stored values (zeros and non-finite values are skipped).
+
+        Parameters
+        ----------
+        data
+            Stored values of a sparse block.
+        """
+        data = np.asarray(data, dtype=np.float64)
+        data = data[np.isfinite(data) & (data != 0)]
+        if not data.size:
+            return
+        magnitude = np.abs(data)
+        self.max_abs = max(self.max_abs, float(magnitude.max()))
+        bins = np.floor((np.log10(magnitude) - HISTOGRAM_LOW) * HISTOGRAM_PER_DECADE)
+        bins = np.clip(bins, 0, HISTOGRAM_BINS - 1).astype(np.int64)
+        self.histogram += np.bincount(bins, minlength=HISTOGRAM_BINS)
+        if self.counts is None:
+            return
+        values, counts = np.unique(data, return_counts=True)
+        for v, c in zip(values.tolist(), counts.tolist(), strict=True):
+            self.counts[v] = self.counts.get(v, 0) + c
+        if len(self.counts) > MAX_VOCABULARY:
+            self.counts = None
+
+    def fields(self) -> dict:
+        """Return the :class:`MatrixStats` fields this profile fills."""
+        if self.counts is None:
+            n_distinct, vocabulary, counts = MAX_VOCABULARY + 1, None, None
+        else:
+            keys = sorted(self.counts)
+            n_distinct = len(keys)
+            vocabulary = np.asarray(keys, dtype=np.float64)
+            counts = np.asarray([self.counts[k] for k in keys], dtype=np.int64)
+        return {
+            "max_abs_value": self.max_abs,
+            "median_abs_value": (
+                histogram_quantile(self.histogram, 0.5) if self.histogram.any() else None
+            ),
+            "n_distinct_values": n_distinct,
+            "value_vocabulary": vocabulary,
+            "vocabulary_counts": counts,
+            "log_value_histogram": self.histogram.copy(),
+        }
+
+
+def histogram_quantile(histogram: np.ndarray, q: float) -> float:
+    """Return the ``q`` quantile of ``|value|`` read from a ``log_value_histogram``.
+
+    Parameters
+    ----------
+    histogram
+        Counts of :attr:`MatrixStats.log_value_histogram`.
+    q
+        Quantile in ``[0, 1]``.
+
+    Returns
+    -------
+    The geometric centre of the bin holding the quantile (accurate to about 6%); NaN
+    for an empty histogram.
+    """
+    histogram = np.asarray(histogram, dtype=np.float64)
+    total = histogram.sum()
+    if total <= 0:
+        return float("nan")
+    position = int(np.searchsorted(np.cumsum(histogram), q * total, side="left"))
+    position = min(position, len(histogram) - 1)
+    return float(10 ** (HISTOGRAM_LOW + (position + 0.5) / HISTOGRAM_PER_DECADE))
+
+
 def value_sums(csr: sp.csr_matrix | sp.csc_matrix, n_vars: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature sums of the finite stored values and of ``log |value|`` (zeros dropped).
 
@@ -201,6 +315,7 @@ def summarise(x, *, chunk_size: int = 2048) -> tuple[MatrixStats, int]:
     value_sum, log_value_sum = np.zeros(n_vars), np.zeros(n_vars)
     row_nnz = np.zeros(n_obs, dtype=np.int64)
     is_int, min_value, n_bad, offset, n_summed = True, 0.0, 0, 0, 0
+    profile = ValueProfile()
     if sp.issparse(x) and x.format not in ("csr", "csc"):  # COO, DOK, ...: not sliceable
         x = canonical_block(x)[0]
     by_column = (sp.issparse(x) and x.format == "csc") or _backed_format(x) == "csc"
@@ -209,6 +324,7 @@ def summarise(x, *, chunk_size: int = 2048) -> tuple[MatrixStats, int]:
         n_summed += summed
         bad, integer, low = value_flags(chunk.data)
         n_bad, is_int, min_value = n_bad + bad, is_int and integer, min(min_value, low)
+        profile.update(chunk.data)
         span = slice(offset, offset + chunk.shape[1 if by_column else 0])
         if by_column:  # rows are counted from the row indices, features from indptr
             row_nnz += np.bincount(chunk.indices, minlength=n_obs)
@@ -236,5 +352,6 @@ def summarise(x, *, chunk_size: int = 2048) -> tuple[MatrixStats, int]:
         n_detected=n_detected,
         value_sum=value_sum,
         log_value_sum=log_value_sum,
+        **profile.fields(),
     )
     return stats, n_summed
