@@ -42,7 +42,8 @@ class SEDModule(BaseModuleClass):
     block_size
         Block size of the factorised index head.
     value_likelihood
-        ``"ztnb"``, ``"ztpoisson"``, ``"lognormal"`` or ``"gaussian"``.
+        ``"ztnb"``, ``"ztpoisson"``, ``"lognormal"``, ``"gaussian"``, ``"categorical"``
+        or ``"logcount"`` (see :class:`~sc_sed.nn.ValueHead`).
     index_base
         Base of the sinusoidal feature-index code.
     token_dropout
@@ -88,6 +89,11 @@ class SEDModule(BaseModuleClass):
         non-zero counts, value sums and log-value sums per feature; with a value latent
         term each feature's value law starts at the location they give
         (:func:`~sc_sed.nn.value_locations`).
+    value_vocabulary, value_vocabulary_counts
+        ``"categorical"`` only: the sorted distinct non-zero training values and how often
+        each occurs (kept in the weights, so a loaded model generates the same values).
+    value_max
+        ``"logcount"`` only: the largest value the law can produce (kept in the weights).
     n_encoder_pcs
         The encoder also reads each row's scores on this many principal components of the
         training rows (:class:`~sc_sed.nn.SpectralFeatures`; fit them with
@@ -134,6 +140,9 @@ class SEDModule(BaseModuleClass):
         context_rank: int = D.context_rank,
         value_latent_term: str = D.value_latent_term,
         value_sums: Sequence[torch.Tensor] | None = None,
+        value_vocabulary: torch.Tensor | None = None,
+        value_vocabulary_counts: torch.Tensor | None = None,
+        value_max: float | None = None,
         n_encoder_pcs: int = 0,
         spectral_transform: str = "lognorm",
         n_cats_per_cond: Sequence[int] = (),
@@ -187,6 +196,9 @@ class SEDModule(BaseModuleClass):
             context_width=context_width,
             context_rank=context_rank,
             value_latent_term=value_latent_term,
+            value_vocabulary=value_vocabulary,
+            value_vocabulary_counts=value_vocabulary_counts,
+            value_max=value_max,
         )
         if hazard_init and detection_rate is not None:
             self.decoder.index_head.init_hazards(detection_rate)

@@ -81,6 +81,10 @@ class ARDecoder(nn.Module):
         feature's own location and dispersion offsets) and a term of the latent on each
         feature's location, tied to that feature's detection term in the index head or
         free (see :class:`ValueHead`); ``"none"``: neither.
+    value_vocabulary, value_vocabulary_counts
+        ``"categorical"`` values: the sorted distinct training values and their counts.
+    value_max
+        ``"logcount"`` values: the largest value the law can produce.
 
     Every default comes from :data:`sc_sed.model.MODULE_DEFAULTS`, as in
     :class:`~sc_sed.module.SEDModule`.
@@ -106,6 +110,9 @@ class ARDecoder(nn.Module):
         context_width: int = D.context_width,
         context_rank: int = D.context_rank,
         value_latent_term: ValueLatentTerm = D.value_latent_term,
+        value_vocabulary: torch.Tensor | None = None,
+        value_vocabulary_counts: torch.Tensor | None = None,
+        value_max: float | None = None,
     ):
         super().__init__()
         self.n_features = n_features
@@ -135,9 +142,12 @@ class ARDecoder(nn.Module):
         self.value_head = ValueHead(
             n_hidden,
             value_likelihood,
-            n_features if value_latent_term != "none" else 0,
-            value_latent_term,
-            self.index_head.n_context_features,
+            n_features=n_features if value_latent_term != "none" else 0,
+            latent_term=value_latent_term,
+            n_context=self.index_head.n_context_features,
+            vocabulary=value_vocabulary,
+            vocabulary_counts=value_vocabulary_counts,
+            max_value=value_max,
         )
 
     # -- embedding ---------------------------------------------------------------------
@@ -244,7 +254,8 @@ class ARDecoder(nn.Module):
             h, target, last, allowed, return_argmax=True, context_terms=terms.index
         )
         params = self.value_params(h, torch.where(pair_mask, tgt_i, 0), terms)
-        value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, 1.0))
+        fill = self.value_head.fill_value
+        value_nll = self.value_head.nll(params, torch.where(pair_mask, tgt_v, fill))
         return {
             "index_logp": torch.where(target_mask, index_logp, 0.0),
             "value_nll": torch.where(pair_mask, value_nll, 0.0),

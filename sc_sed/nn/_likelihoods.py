@@ -2,20 +2,31 @@
 
 A value is only ever generated for an emitted (non-zero) entry, so count likelihoods are
 zero-truncated: they put no mass on 0 and generate integers >= 1.
+
+Two laws have a finite or bounded support that the data set: ``"categorical"`` (one
+logit per distinct value of the training data, its *vocabulary*) and ``"logcount"`` (a
+discretised logistic on ``log x`` over the integers ``1 .. max_value``). Both keep their
+support in module buffers, so a saved and loaded model generates the same values.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from scvi.distributions import NegativeBinomial
 from torch import nn
-from torch.distributions import Distribution, LogNormal, Normal, Poisson
+from torch.distributions import Categorical, Distribution, LogNormal, Normal, Poisson
+from torch.nn import functional as F
 
 from ._numeric import log1mexp
 
-ValueLikelihood = Literal["ztnb", "ztpoisson", "lognormal", "gaussian"]
+ValueLikelihood = Literal["ztnb", "ztpoisson", "lognormal", "gaussian", "categorical", "logcount"]
+#: Every value likelihood, in the order the messages list them.
+VALUE_LIKELIHOODS = ("ztnb", "ztpoisson", "lognormal", "gaussian", "categorical", "logcount")
+#: Bounds of ``log s``, the scale of the ``"logcount"`` logistic on the log scale.
+LOGCOUNT_LOG_SCALE = (-5.0, 2.0)
 
 
 def sample_gamma(
@@ -110,15 +121,18 @@ def value_locations(
     -------
     ``(D,)`` float32: for counts the log-rate ``log mu`` of the zero-truncated Poisson
     whose mean is the feature's mean non-zero value (solved by Newton's method, from
-    above, on ``mu = m (1 - exp(-mu))``); for ``"lognormal"`` the mean log value; for
-    ``"gaussian"`` the mean value. Features never non-zero get 0.
+    above, on ``mu = m (1 - exp(-mu))``); for ``"lognormal"`` and ``"logcount"`` the mean
+    log value; for ``"gaussian"`` the mean value; for ``"categorical"`` zeros (its class
+    logits start at the training frequencies instead). Features never non-zero get 0.
     """
     n = torch.as_tensor(n_detected, dtype=torch.float64)
     seen = n > 0
     mean = torch.where(seen, torch.as_tensor(value_sum, dtype=torch.float64) / n.clamp_min(1), 0.0)
     if likelihood == "gaussian":
         return mean.float()
-    if likelihood == "lognormal":
+    if likelihood == "categorical":
+        return torch.zeros_like(n, dtype=torch.float32)
+    if likelihood in ("lognormal", "logcount"):
         log_sum = torch.as_tensor(log_value_sum, dtype=torch.float64)
         return torch.where(seen, log_sum / n.clamp_min(1), 0.0).float()
     m = mean.clamp_min(1 + 1e-4)
@@ -148,7 +162,10 @@ class ValueHead(nn.Module):
     * ``"free"``: ``w_j · c`` for the row's context features ``c``
       (:meth:`~sc_sed.nn.IndexHead.context_features`), ``n_context`` weights per feature.
 
-    The latent terms start at zero.
+    The latent terms start at zero. For ``"categorical"`` the latent term moves every
+    class logit by the term times a learned per-class slope (starting evenly spaced
+    from -1 to 1 over the sorted vocabulary), so a row's score shifts its values up or
+    down the vocabulary.
 
     Parameters
     ----------
@@ -156,14 +173,27 @@ class ValueHead(nn.Module):
         Width of the decoder hidden state (and of the index embedding).
     likelihood
         ``"ztnb"`` (zero-truncated negative binomial, counts), ``"ztpoisson"``
-        (zero-truncated Poisson, counts), ``"lognormal"`` (positive reals) or
-        ``"gaussian"`` (real values).
+        (zero-truncated Poisson, counts), ``"lognormal"`` (positive reals),
+        ``"gaussian"`` (real values), ``"categorical"`` (one of the ``vocabulary``
+        values, e.g. ratings) or ``"logcount"`` (counts spanning orders of magnitude:
+        ``P(1) = F(log 1.5) / F(T)`` and ``P(x) = (F(log(x + 0.5)) - F(log(x - 0.5))) /
+        F(T)`` for ``2 <= x <= max_value``, ``F`` the logistic CDF with the token's
+        location and scale, ``T = log(max_value + 0.5)``; the location is softly bounded
+        to ``(-1, T + 1)``).
     n_features
         Number of features for the per-feature parameters (0: none, and no latent term).
     latent_term
         ``"none"``, ``"tied"`` or ``"free"`` (see above; needs ``n_features``).
     n_context
         Size of the context features of a ``"free"`` latent term.
+    vocabulary
+        ``"categorical"`` only: the sorted distinct non-zero values (kept as a buffer).
+    vocabulary_counts
+        ``"categorical"`` only, optional: how often each vocabulary value occurs in the
+        training data; the class logits start at their log frequencies.
+    max_value
+        ``"logcount"`` only: the largest value the law can produce (kept as a buffer);
+        larger training values are an error.
     """
 
     def __init__(
@@ -173,12 +203,15 @@ class ValueHead(nn.Module):
         n_features: int = 0,
         latent_term: ValueLatentTerm = "none",
         n_context: int = 0,
+        vocabulary: torch.Tensor | None = None,
+        vocabulary_counts: torch.Tensor | None = None,
+        max_value: float | None = None,
     ):
         super().__init__()
-        if likelihood not in ("ztnb", "ztpoisson", "lognormal", "gaussian"):
+        if likelihood not in VALUE_LIKELIHOODS:
             msg = (
-                f"Unknown value_likelihood={likelihood!r}; use 'ztnb', 'ztpoisson', "
-                "'lognormal', 'gaussian' or 'auto'."
+                f"Unknown value_likelihood={likelihood!r}; use one of {VALUE_LIKELIHOODS} "
+                "or 'auto'."
             )
             raise ValueError(msg)
         if latent_term not in ("none", "tied", "free"):
@@ -190,17 +223,46 @@ class ValueHead(nn.Module):
             raise ValueError("ValueHead: latent_term='free' needs n_context > 0.")
         self.likelihood = likelihood
         self.latent_term = latent_term
-        n_out = 1 if likelihood == "ztpoisson" else 2
+        n_out = self._support(likelihood, vocabulary, max_value)
         self.mlp = nn.Sequential(
             nn.Linear(2 * n_hidden, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out)
         )
-        self.feature_bias = self.context_weight = None
+        self.feature_bias = self.context_weight = self.class_slope = None
         if n_features:
             self.feature_bias = nn.Parameter(torch.zeros(n_features, n_out))
         if latent_term == "tied":
             self.context_weight = nn.Parameter(torch.zeros(n_features))
         elif latent_term == "free":
             self.context_weight = nn.Parameter(torch.zeros(n_features, n_context))
+        if likelihood == "categorical":
+            if latent_term != "none":
+                self.class_slope = nn.Parameter(torch.linspace(-1.0, 1.0, n_out))
+            if vocabulary_counts is not None:
+                with torch.no_grad():
+                    freq = torch.as_tensor(vocabulary_counts, dtype=torch.float32) + 1.0
+                    self.mlp[-1].bias.copy_(torch.log(freq / freq.sum()))
+
+    def _support(self, likelihood: str, vocabulary, max_value) -> int:
+        """Register the support buffers of the bounded laws; return the number of parameters."""
+        if likelihood == "categorical":
+            if vocabulary is None or len(vocabulary) == 0:
+                raise ValueError("ValueHead: likelihood='categorical' needs a vocabulary.")
+            vocab = torch.as_tensor(vocabulary, dtype=torch.float32).flatten()
+            if not bool((vocab[1:] > vocab[:-1]).all()) or not bool(torch.isfinite(vocab).all()):
+                raise ValueError("ValueHead: the vocabulary must be finite and strictly increasing.")
+            self.register_buffer("vocabulary", vocab)
+            return vocab.numel()
+        if likelihood == "logcount":
+            if max_value is None or not 1 <= float(max_value) <= 2**24:
+                msg = f"ValueHead: likelihood='logcount' needs 1 <= max_value <= 2**24, got {max_value}."
+                raise ValueError(msg)
+            self.register_buffer("max_value", torch.tensor(float(max_value)))
+        return 1 if likelihood == "ztpoisson" else 2
+
+    @property
+    def fill_value(self) -> float:
+        """A value in the support, to put where the caller masks the likelihood out."""
+        return float(self.vocabulary[0]) if self.likelihood == "categorical" else 1.0
 
     @torch.no_grad()
     def init_locations(self, location: torch.Tensor) -> None:
@@ -212,7 +274,13 @@ class ValueHead(nn.Module):
         """
         if self.feature_bias is None:
             raise RuntimeError("init_locations needs a ValueHead built with n_features.")
+        if self.likelihood == "categorical":
+            return  # the class logits start at the vocabulary frequencies
         location = torch.as_tensor(location, dtype=torch.float32).to(self.feature_bias.device)
+        if self.likelihood == "logcount":  # the raw location the soft bound maps there
+            centre, radius = self._location_range()
+            ratio = ((location - centre) / radius).clamp(-0.99, 0.99)
+            location = centre + radius * torch.atanh(ratio)
         self.feature_bias[:, 0] = location - self.mlp[-1].bias[0]
 
     def forward(
@@ -250,10 +318,74 @@ class ValueHead(nn.Module):
             location = weight * soft_bound(context.float(), TIED_TERM_BOUND)
         else:
             location = (weight * context.float()).sum(-1)
+        if self.class_slope is not None:
+            return params + location.unsqueeze(-1) * self.class_slope
         return torch.cat([params[..., :1] + location.unsqueeze(-1), params[..., 1:]], dim=-1)
 
+    def _location_range(self) -> tuple[float, float]:
+        """``"logcount"``: centre and radius of the soft bound ``(-1, T + 1)`` of the location."""
+        top = float(torch.log(self.max_value.double() + 0.5))
+        return top / 2, top / 2 + 1
+
+    def _logcount_params(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``"logcount"``: (location, scale) in float64, the location softly bounded."""
+        centre, radius = self._location_range()
+        raw, log_scale = params.double().unbind(-1)
+        location = centre + radius * torch.tanh((raw - centre) / radius)
+        return location, clamp_through(log_scale, *LOGCOUNT_LOG_SCALE).exp()
+
+    def _logcount_log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log P(x)`` of the truncated discretised logistic, stable for any ``x`` (float64)."""
+        mu, s = self._logcount_params(params)
+        x = x.double()
+        hi = (torch.log(x + 0.5) - mu) / s
+        lo = (torch.log((x - 0.5).clamp_min(0.5)) - mu) / s
+        # F(hi) - F(lo) = F(hi) F(-lo) (1 - exp(-(hi - lo))), with hi - lo = log((x+.5)/(x-.5))/s
+        width = -torch.log1p(-1.0 / (x + 0.5).clamp_min(1.5)) / s
+        width = width.clamp_min(1e-300)  # log(1 - e^-w), exact also for tiny w (float64)
+        gap = torch.where(
+            width < math.log(2), torch.log(-torch.expm1(-width)), torch.log1p(-torch.exp(-width))
+        )
+        inner = F.logsigmoid(hi) + F.logsigmoid(-lo) + gap
+        log_p = torch.where(x < 1.5, F.logsigmoid(hi), inner)
+        top = (torch.log(self.max_value.double() + 0.5) - mu) / s
+        return log_p - F.logsigmoid(top)
+
+    def _check_support(self, x: torch.Tensor) -> None:
+        """Raise when a value lies outside a bounded law's support (one host-device sync)."""
+        if self.likelihood == "categorical":
+            vocab = self.vocabulary
+            pos = torch.searchsorted(vocab, x.float().contiguous()).clamp_max(vocab.numel() - 1)
+            bad = vocab[pos] != x
+            if bool(bad.any()):
+                value = float(x[bad][0])
+                msg = (
+                    f"The value {value!r} is not in the vocabulary of this categorical value "
+                    f"model ({vocab.numel()} values from {float(vocab[0])} to "
+                    f"{float(vocab[-1])}). Train on data with the training values, or set the "
+                    "model up with another value_likelihood (e.g. 'lognormal')."
+                )
+                raise ValueError(msg)
+        elif self.likelihood == "logcount":
+            bad = (x < 1) | (x > self.max_value) | (x != torch.round(x))
+            if bool(bad.any()):
+                msg = (
+                    f"The value {float(x[bad][0])!r} is outside the support of this logcount "
+                    f"model (integers 1 to {int(self.max_value)}, ten times the largest "
+                    "registered value). Register data that include the largest values."
+                )
+                raise ValueError(msg)
+
     def distribution(self, params: torch.Tensor) -> Distribution:
-        """Return the untruncated value distribution (scvi-tools' NB with mu, theta; else torch's)."""
+        """Return the untruncated value distribution (scvi-tools' NB with mu, theta; else torch's).
+
+        ``"categorical"`` gives a :class:`~torch.distributions.Categorical` over the
+        vocabulary positions; ``"logcount"`` has no torch distribution (see :meth:`nll`).
+        """
+        if self.likelihood == "categorical":
+            return Categorical(logits=params, validate_args=False)
+        if self.likelihood == "logcount":
+            raise NotImplementedError("The 'logcount' law is used through nll() and sample().")
         if self.likelihood == "ztnb":
             log_mu, log_theta = params.unbind(-1)
             return NegativeBinomial(
@@ -270,8 +402,18 @@ class ValueHead(nn.Module):
         """Negative log-likelihood of the (non-zero) values ``x``; same shape as ``x``.
 
         Count likelihoods are zero-truncated: ``log p(x) - log(1 - p(0))``.
-        Positions where ``x`` is not a valid non-zero value must be masked by the caller.
+        Positions where ``x`` is not a valid non-zero value must be masked by the caller
+        (fill them with :attr:`fill_value`): a ``"categorical"`` value outside the
+        vocabulary, or a ``"logcount"`` value outside ``1 .. max_value``, raises.
         """
+        if self.likelihood in ("categorical", "logcount"):
+            self._check_support(x)
+        if self.likelihood == "categorical":
+            pos = torch.searchsorted(self.vocabulary, x.float().contiguous())
+            log_p = torch.log_softmax(params, dim=-1)
+            return -log_p.gather(-1, pos.unsqueeze(-1)).squeeze(-1)
+        if self.likelihood == "logcount":
+            return -self._logcount_log_prob(params, x).float()
         dist = self.distribution(params)
         if self.likelihood in ("ztnb", "ztpoisson"):
             return -(dist.log_prob(x) - log1mexp(dist.log_prob(torch.zeros_like(x))))
@@ -289,8 +431,22 @@ class ValueHead(nn.Module):
         """Draw values (integers >= 1 for count likelihoods).
 
         ``greedy`` returns a point estimate instead: the rounded mean of the truncated
-        count distribution (at least 1), the median of the log-normal, the Gaussian mean.
+        count distribution (at least 1), the median of the log-normal, the Gaussian mean,
+        the most likely vocabulary value, the ``"logcount"`` law's median.
+
+        ``"categorical"`` returns vocabulary values exactly. ``"logcount"`` draws
+        ``u ~ Logistic(mu, s)`` truncated to ``u < T`` by inversion in float64 and returns
+        ``max(1, round(exp(u)))``, the discretisation of :meth:`nll`, so every value is
+        an integer in ``1 .. max_value``.
         """
+        if self.likelihood == "categorical":
+            if greedy:
+                return self.vocabulary[params.argmax(-1)]
+            u = torch.rand(params.shape, generator=generator, device=params.device)
+            gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+            return self.vocabulary[(params.float() + gumbel).argmax(-1)]
+        if self.likelihood == "logcount":
+            return self._sample_logcount(params, generator, greedy).to(params.dtype)
         if self.likelihood in ("lognormal", "gaussian"):
             loc, log_scale = params.unbind(-1)
             if not greedy:
@@ -309,6 +465,20 @@ class ValueHead(nn.Module):
             )
             return torch.round(rate / -torch.expm1(log_p0)).clamp_min(1.0)
         return self._sample_truncated_counts(rate, theta, generator)
+
+    def _sample_logcount(self, params, generator, greedy: bool) -> torch.Tensor:
+        """``"logcount"`` draws by inversion of the truncated logistic (float64 throughout)."""
+        mu, s = self._logcount_params(params)
+        top = torch.log(self.max_value.double() + 0.5)
+        mass = torch.sigmoid((top - mu) / s)
+        if greedy:
+            u = torch.full_like(mu, 0.5)
+        else:
+            u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=torch.float64)
+        p = u * mass
+        draw = mu + s * (torch.log(p) - torch.log1p(-p))
+        # p < F(T), so exp(draw) < max_value + 0.5; the clamp only settles float64 rounding
+        return torch.round(torch.exp(draw)).clamp(1.0, float(self.max_value))
 
     @staticmethod
     def _sample_truncated_counts(rate, theta, generator, n_inverse: int = 48, n_tail: int = 16):
