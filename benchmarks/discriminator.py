@@ -1,0 +1,191 @@
+"""What gives SED's synthetic cells away: the explained real-vs-synthetic discriminator on PBMC.
+
+SED is trained with its defaults (``SEDModel(adata, preset="cpu"); model.train()``) on the
+demo's training split of the bundled PBMC counts (20% of each label held out), or loaded from
+``--model DIR``. It generates the held-out label mix and the training label mix. Then
+:func:`sc_sed.tl.discriminator_features` (PCs of ``evaluate``'s space plus per-cell log library
+size, log detected genes and top-50 share) is run with gradient-boosted trees and with logistic
+regression, overall and per cell type, on three pairs:
+
+* ``heldout``: held-out real cells vs synthetic cells of their label mix (``evaluate``'s protocol;
+  only 140 real cells, half of them spent on the PCA, so it is noisy);
+* ``train``: training cells vs synthetic cells of the training mix (4x the rows: more power; a
+  generator that copied training cells would score lower here, not higher);
+* ``real_vs_real``: training cells vs held-out real cells, the chance reference.
+
+Per cell type it also prints mean and SD of the per-cell summaries (:func:`sc_sed.tl.row_summaries`)
+of training cells and of synthetic cells of the training mix. The tables are printed and written
+to ``--out/discriminator.json``.
+
+Run ``python benchmarks/discriminator.py --help``; ``--smoke`` is a seconds-long check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, resolve_device, write_json  # noqa: E402
+
+import sc_sed  # noqa: E402
+from sc_sed._demo import stratified_split  # noqa: E402
+
+LAYER = "counts"
+LABELS = "bulk_labels"
+CLASSIFIERS = ("gradient_boosting", "logistic")
+#: Tiny sizes and epochs for ``--smoke`` (a check that the script runs, not a measurement).
+SMOKE_SED = {"n_hidden": 16, "n_latent": 4, "denoiser_widths": (16, 8)}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench_discriminator", help="Output folder.")
+    p.add_argument("--model", type=Path, help="Saved SEDModel folder to load instead of training.")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the split, training, generation.")
+    p.add_argument("--n-steps", type=int, default=50, help="SED's DDIM sampling steps.")
+    p.add_argument("--n-repeats", type=int, default=5, help="Permutations per feature and fold.")
+    p.add_argument("--smoke", action="store_true", help="Tiny model, one epoch each.")
+    return p.parse_args(argv)
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "scvi"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _mix(adata) -> dict[str, int]:
+    counts = adata.obs[LABELS].value_counts()
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
+
+
+def get_model(train, args: argparse.Namespace) -> tuple[Any, float]:
+    """Load ``--model`` or train SED with its CPU defaults (tiny with ``--smoke``); save it."""
+    if args.model is not None:
+        return sc_sed.SEDModel.load(args.model, adata=train, accelerator="cpu"), 0.0
+    sc_sed.SEDModel.setup_anndata(train, layer=LAYER, labels_key=LABELS)
+    model = sc_sed.SEDModel(train, preset="cpu", **(SMOKE_SED if args.smoke else {}))
+    epochs = (1, 1) if args.smoke else (None, None)
+    start = time.perf_counter()
+    model.train(*epochs, accelerator="cpu", seed=args.seed, enable_progress_bar=False)
+    seconds = time.perf_counter() - start
+    model.save(Path(args.out) / "model", overwrite=True)
+    return model, seconds
+
+
+def explain(real, synth, args: argparse.Namespace) -> dict[str, Any]:
+    """AUROCs and the top features, overall and per type, for each classifier."""
+    out = {}
+    for classifier in CLASSIFIERS:
+        df = sc_sed.tl.discriminator_features(
+            real, synth, layer=LAYER, groupby=LABELS, classifier=classifier, seed=args.seed,
+            n_repeats=1 if args.smoke else args.n_repeats, n_folds=3 if args.smoke else 5,
+            n_pcs=5 if args.smoke else 30,
+        )  # fmt: skip
+        per_group = {}
+        for group, sub in df.groupby("group", sort=False):
+            top = sub.head(3)[["feature", "importance", "univariate_auroc"]]
+            per_group[str(group)] = {
+                "auroc": df.attrs["sc_sed"]["auroc"][group],
+                "n_rows": df.attrs["sc_sed"]["n_rows"][group],
+                "top": top.round(4).to_dict(orient="records"),
+                "summaries": sub[sub["kind"] == "summary"]
+                .drop(columns=["group", "kind"])
+                .round(4)
+                .to_dict(orient="records"),
+            }
+        out[classifier] = per_group
+    return out
+
+
+def summary_stats(adatas: dict[str, Any]) -> pd.DataFrame:
+    """Mean and SD of the per-cell summaries by cell type, one column block per object."""
+    frames = []
+    for name, adata in adatas.items():
+        s = sc_sed.tl.row_summaries(adata.layers[LAYER])
+        s[LABELS] = adata.obs[LABELS].astype(str).to_numpy()
+        stats = s.groupby(LABELS).agg(["mean", "std"])
+        stats.columns = [f"{feat}_{stat}_{name}" for feat, stat in stats.columns]
+        frames.append(stats)
+    return pd.concat(frames, axis=1)
+
+
+def _print(results: dict[str, Any]) -> None:
+    rows = []
+    for pair, by_clf in results.items():
+        for clf, groups in by_clf.items():
+            for group, r in groups.items():
+                rows.append(
+                    {
+                        "pair": pair,
+                        "classifier": clf,
+                        "group": group,
+                        "n_real": r["n_rows"]["real"],
+                        "auroc": r["auroc"]["all_features"],
+                        "pcs_only": r["auroc"]["pcs_only"],
+                        "summaries_only": r["auroc"]["summaries_only"],
+                        "top": ", ".join(
+                            f"{t['feature']} {t['importance']:.3f} ({t['univariate_auroc']:.2f})"
+                            for t in r["top"]
+                            if not np.isnan(t["importance"])
+                        ),
+                    }
+                )
+    print(pd.DataFrame(rows).to_string(float_format=lambda v: f"{v:.3f}", index=False))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train (or load), generate, explain; print the tables and write ``discriminator.json``."""
+    args = parse_args(argv)
+    _quiet()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        adata = sc_sed.datasets.pbmc68k_counts()
+        train_idx, held_idx = stratified_split(adata.obs[LABELS], 0.2, args.seed)
+        train, heldout = adata[train_idx].copy(), adata[held_idx].copy()
+        model, train_s = get_model(train, args)
+        gen = {"n_steps": 2 if args.smoke else args.n_steps, "enable_progress_bar": False}
+        synth_held = model.generate(None, labels=_mix(heldout), seed=args.seed, **gen)
+        synth_train = model.generate(None, labels=_mix(train), seed=args.seed + 1, **gen)
+    finally:
+        torch.set_num_threads(threads)
+    pairs = {
+        "heldout": (heldout, synth_held),
+        "train": (train, synth_train),
+        "real_vs_real": (train, heldout),
+    }
+    results = {name: explain(real, synth, args) for name, (real, synth) in pairs.items()}
+    _print(results)
+    stats = summary_stats({"real": train, "synth": synth_train})
+    print(stats.round(3).to_string())
+    result = {
+        "dataset": {"name": "pbmc68k", "n_train": len(train_idx), "n_heldout": len(held_idx)},
+        "settings": {"threads": args.threads, "seed": args.seed, "n_steps": args.n_steps,
+                     "smoke": args.smoke, "model": str(args.model) if args.model else None,
+                     "train_seconds": train_s, "recipe": getattr(model, "recipe_", None)},
+        "pairs": results,
+        "summary_stats_by_type": stats.round(4).reset_index().to_dict(orient="records"),
+        "environment": environment(resolve_device("cpu")),
+    }  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "discriminator.json", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .conftest import load_benchmark
+
+
+def test_discriminator_smoke(tmp_path):
+    result = load_benchmark("discriminator").main(["--smoke", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "discriminator.json").read_text())
+    assert set(data["pairs"]) == {"heldout", "train", "real_vs_real"}
+    for pair in data["pairs"].values():
+        assert set(pair) == {"gradient_boosting", "logistic"}
+        overall = pair["gradient_boosting"]["all"]
+        assert 0 <= overall["auroc"]["all_features"] <= 1
+        assert {s["feature"] for s in overall["summaries"]} >= {"log_library_size"}
+    assert (tmp_path / "model").is_dir()  # trained and saved for a later --model run
+    types = {row["bulk_labels"] for row in data["summary_stats_by_type"]}
+    assert "CD19+ B" in types
+    assert np.isfinite(data["summary_stats_by_type"][0]["log_library_size_mean_real"])
+    assert result["settings"]["smoke"] is True
