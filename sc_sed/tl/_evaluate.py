@@ -121,6 +121,9 @@ def evaluate(
     * ``discriminability_auroc`` (lower, ideal 0.5): out-of-fold AUROC of a classifier on the PCs
       separating real from synthetic (balanced, stratified ``n_folds``-fold cross-validation).
       ``better="lower"`` because values below 0.5 only arise by chance.
+      :func:`~sc_sed.tl.discriminator_features` explains it: which components, or which
+      per-row summaries (library size, detected features; normalisation hides depth from the
+      PCs), give the rows away.
     * ``label_accuracy`` (higher, 1; needs ``groupby``): accuracy on synthetic rows of a kNN
       classifier fitted on real PCs and real labels.
     * ``zero_fraction_real`` (``better="none"``, reference), ``zero_fraction_synth`` (closest to the
