@@ -303,3 +303,18 @@ def upgrade_init_params(params: Any) -> Any:
     non_kwargs["preset"] = EARLIER_PRESET
     return {"non_kwargs": non_kwargs, "kwargs": {**kwargs, "module_kwargs": module_kwargs}}
 
+
+#: ``value_likelihood="auto"`` (the table in :class:`~sc_sed.SEDModel`'s docstring):
+#: at most this many distinct non-zero values can be a vocabulary ("categorical") ...
+CATEGORICAL_MAX_VALUES = 32
+#: ... when the largest of them holds at least this share of the non-zeros (a ceiling, as
+#: the top rating has; in counts the largest value is a rare tail value).
+CATEGORICAL_MIN_TOP_SHARE = 0.05
+#: Integer counts whose median non-zero value is at least this ...
+LOGCOUNT_MIN_MEDIAN = 10.0
+#: ... and whose largest value is at least this many times the median are "logcount".
+LOGCOUNT_MIN_SPREAD = 100.0
+#: The "logcount" law reaches this many times the largest registered value ...
+LOGCOUNT_HEADROOM = 10.0
+#: ... and never beyond 2**24, the largest integer float32 outputs hold exactly.
+LOGCOUNT_MAX_VALUE = 2.0**24

@@ -67,7 +67,7 @@ _TRAIN_FLAGS = {
 #: SEDModule arguments the model derives from the registered data (never from a config).
 _FROM_DATA = {
     "self", "n_features", "n_conds", "n_cats_per_cond", "allowed_features", "value_sums",
-    "detection_rate",
+    "detection_rate", "value_vocabulary", "value_vocabulary_counts", "value_max",
 }  # fmt: skip
 
 

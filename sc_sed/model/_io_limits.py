@@ -108,6 +108,9 @@ def plain(value: Any) -> str | None:
     return None if ok else "a plain value (null, boolean, number below 2**31, short string)"
 
 
+#: The value likelihoods a model file may name.
+VALUE_LIKELIHOODS = ("ztnb", "ztpoisson", "lognormal", "gaussian", "categorical", "logcount")
+
 #: :class:`~sc_sed.SEDModel` arguments and the module keywords it reads (None: chosen from
 #: the data).
 MODEL_PARAMETERS: dict[str, Check] = {
@@ -121,7 +124,7 @@ MODEL_PARAMETERS: dict[str, Check] = {
     "preset": choice("auto", "cpu", "gpu"),
     "index_head": choice("auto", "flat", "factorised"),
     "block_size": integer(1, MAX_FEATURES, none=True),
-    "value_likelihood": choice("auto", "ztnb", "ztpoisson", "lognormal", "gaussian"),
+    "value_likelihood": choice("auto", *VALUE_LIKELIHOODS),
     "max_nonzero": integer(1, MAX_FEATURES, none=True),
     "on_long_rows": choice("error", "truncate"),
     "mask_unseen_features": boolean,
@@ -157,6 +160,9 @@ DERIVED_MODULE_ARGUMENTS = frozenset(
         "allowed_features",
         "detection_rate",
         "value_sums",
+        "value_vocabulary",
+        "value_vocabulary_counts",
+        "value_max",
         "n_spectral",
         "spectral_transform",
         "n_cats_per_cond",

@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sc_sed.data import MatrixStats
+
 from ._io_limits import (
     DERIVED_MODULE_ARGUMENTS,
     MAX_CATEGORIES,
     MAX_FEATURES,
     MAX_ROWS,
+    VALUE_LIKELIHOODS,
     integer,
     number,
     parameter_problems,
@@ -240,6 +243,7 @@ def _check_data_field(field: Any, where: str) -> None:
         if value is not None and value != stats[key]:
             _fail(f"{where}/state_registry/{key}", f"{value!r} but sc_sed_stats has {stats[key]}")
     _check_feature_arrays(stats, f"{where}/sc_sed_stats", n_vars, n_obs)
+    _check_value_profile(stats, f"{where}/sc_sed_stats")
     seen = stats.get("seen")
     if not (isinstance(seen, np.ndarray) and seen.dtype == bool and seen.shape == (n_vars,)):
         _fail(f"{where}/sc_sed_stats/seen", f"expected a bool array of length {n_vars}")
@@ -256,6 +260,35 @@ _FEATURE_ARRAYS = {
     "value_sum": ("f", None, None),
     "log_value_sum": ("f", None, None),
 }
+
+
+MAX_VOCABULARY, HISTOGRAM_BINS = MatrixStats.MAX_VOCABULARY, MatrixStats.HISTOGRAM_BINS
+
+
+def _check_value_profile(stats: Mapping, where: str) -> None:
+    """Check the optional value statistics (absent or None in older files)."""
+    for key in ("max_abs_value", "median_abs_value"):
+        value = stats.get(key)
+        if value is not None and not (_is_number(value) and 0 <= value < np.inf):
+            _fail(f"{where}/{key}", f"expected a finite number >= 0 or null, found {value!r}")
+    n_distinct = stats.get("n_distinct_values")
+    if n_distinct is not None and not (_is_int(n_distinct) and 0 <= n_distinct <= 1 << 20):
+        _fail(f"{where}/n_distinct_values", f"expected a count or null, found {n_distinct!r}")
+    vocab, counts = stats.get("value_vocabulary"), stats.get("vocabulary_counts")
+    if vocab is not None:
+        ok = isinstance(vocab, np.ndarray) and vocab.dtype.kind == "f" and vocab.ndim == 1
+        if not ok or not np.isfinite(vocab).all() or not (np.diff(vocab) > 0).all():
+            _fail(f"{where}/value_vocabulary", "expected a strictly increasing float array")
+        if vocab.size > MAX_VOCABULARY or n_distinct != vocab.size:
+            _fail(f"{where}/value_vocabulary", f"expected n_distinct_values <= {MAX_VOCABULARY}")
+        ok = isinstance(counts, np.ndarray) and counts.dtype.kind in "iu"
+        if not ok or counts.shape != vocab.shape or (counts.size and counts.min() < 0):
+            _fail(f"{where}/vocabulary_counts", "expected counts >= 0, one per vocabulary value")
+    histogram = stats.get("log_value_histogram")
+    if histogram is not None:
+        ok = isinstance(histogram, np.ndarray) and histogram.dtype.kind in "iu"
+        if not ok or histogram.shape != (HISTOGRAM_BINS,) or histogram.min() < 0:
+            _fail(f"{where}/log_value_histogram", f"expected {HISTOGRAM_BINS} counts >= 0")
 
 
 def _check_feature_arrays(stats: Mapping, where: str, n_vars: int, n_obs: int) -> None:
@@ -312,7 +345,7 @@ _ATTRIBUTE_CHECKS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "diffusion_trained_": (True, _is_bool, "a boolean"),
     "is_trained_": (True, _is_bool, "a boolean"),
     "max_nonzero_": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "value_likelihood_": (False, lambda v: isinstance(v, str), "a string"),
+    "value_likelihood_": (False, lambda v: v in VALUE_LIKELIHOODS, f"one of {VALUE_LIKELIHOODS}"),
     "index_head_": (False, lambda v: v in ("flat", "factorised"), "'flat' or 'factorised'"),
 }
 _INDEX_ATTRIBUTES = ("train_indices_", "validation_indices_", "test_indices_")

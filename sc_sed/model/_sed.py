@@ -18,6 +18,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
+from sc_sed import _defaults
 from sc_sed._defaults import SIZE_FIELDS, Preset, choose_sizes
 from sc_sed._docs import docs
 from sc_sed._validation import check_int
@@ -101,7 +102,12 @@ SPECTRAL_TRANSFORMS = {
     "ztpoisson": "lognorm",
     "lognormal": "log1p",
     "gaussian": "identity",
+    "categorical": "log1p",
+    "logcount": "lognorm",
 }
+ValueLikelihoodChoice = Literal[
+    "auto", "ztnb", "ztpoisson", "lognormal", "gaussian", "categorical", "logcount"
+]
 
 
 def _n_components(n_encoder_pcs: int, stats: dict) -> int:
@@ -116,6 +122,62 @@ def _value_sums(stats: dict) -> tuple[torch.Tensor, ...] | None:
     if any(v is None for v in sums):
         return None
     return tuple(torch.as_tensor(np.asarray(v)) for v in sums)
+
+
+def _auto_likelihood(stats: dict) -> str:
+    """Pick the value likelihood of ``value_likelihood="auto"`` (SEDModel docstring table)."""
+    integer = stats["is_integer"] and not stats["has_negative"]
+    if stats.get("n_distinct_values") is None:  # statistics saved before the rules' inputs
+        return "ztnb" if integer else "lognormal"
+    counts = stats.get("vocabulary_counts")
+    if (
+        not stats["has_negative"]
+        and counts is not None
+        and len(counts) <= _defaults.CATEGORICAL_MAX_VALUES
+        and counts[-1] >= _defaults.CATEGORICAL_MIN_TOP_SHARE * np.sum(counts)
+    ):
+        return "categorical"
+    median, top = stats.get("median_abs_value"), stats.get("max_abs_value")
+    if (
+        integer
+        and median is not None
+        and median >= _defaults.LOGCOUNT_MIN_MEDIAN
+        and top >= _defaults.LOGCOUNT_MIN_SPREAD * median
+    ):
+        return "logcount"
+    return "ztnb" if integer else "lognormal"
+
+
+def _value_support(likelihood: str, stats: dict) -> dict[str, Any]:
+    """Return the bounded value laws' module keywords: the vocabulary or the largest value."""
+    if likelihood == "categorical":
+        vocabulary, counts = stats.get("value_vocabulary"), stats.get("vocabulary_counts")
+        if vocabulary is None or counts is None:
+            msg = (
+                "value_likelihood='categorical' needs at most 256 distinct non-zero values "
+                "recorded at setup, but the registered data have more (or were registered "
+                "by an older version). Pick another value_likelihood (e.g. 'lognormal'), or "
+                "register data with few distinct values."
+            )
+            raise ValueError(msg)
+        # the generated output is float32: merge values that float32 cannot tell apart
+        vocab32, where = np.unique(np.asarray(vocabulary, dtype=np.float32), return_inverse=True)
+        merged = np.bincount(where, weights=np.asarray(counts, dtype=np.float64))
+        # NumPy (host) arrays: a saved model is rebuilt on the meta device, then filled
+        return {"value_vocabulary": vocab32, "value_vocabulary_counts": merged}
+    if likelihood == "logcount":
+        top = stats.get("max_abs_value")
+        if top is None or top > _defaults.LOGCOUNT_MAX_VALUE:
+            msg = (
+                f"value_likelihood='logcount' models counts up to 2**24 = "
+                f"{int(_defaults.LOGCOUNT_MAX_VALUE)} (float32 integers), but the largest "
+                f"registered value is {top!r} (None: registered by an older version). "
+                "Use 'lognormal' for such values, or register the data again."
+            )
+            raise ValueError(msg)
+        value_max = min(_defaults.LOGCOUNT_HEADROOM * max(top, 1.0), _defaults.LOGCOUNT_MAX_VALUE)
+        return {"value_max": float(np.floor(value_max))}
+    return {}
 
 
 @docs.dedent
@@ -155,9 +217,30 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         (block then offset, O(√D) per token) or ``"auto"`` (factorised from
         512 features on, where it is already cheaper than the flat head).
     value_likelihood
-        Likelihood of the non-zero values: ``"ztnb"`` (zero-truncated negative
-        binomial), ``"ztpoisson"``, ``"lognormal"``, ``"gaussian"``, or ``"auto"``:
-        ``"ztnb"`` for integer data, ``"lognormal"`` for other non-negative data.
+        Likelihood of the non-zero values (:class:`~sc_sed.nn.ValueHead`):
+        ``"ztnb"`` (zero-truncated negative binomial), ``"ztpoisson"``, ``"lognormal"``,
+        ``"gaussian"`` (signed values), ``"categorical"`` (one of the distinct training
+        values, e.g. ratings; generated values are exactly those), ``"logcount"``
+        (integer counts spanning decades: a discretised logistic on ``log x`` whose
+        support ends at 10 times the largest training value, at most 2**24; generated
+        values are integers in that range), or ``"auto"``, which picks by the first
+        row that applies of this table (thresholds in :mod:`sc_sed._defaults`; the
+        statistics are those of the registered data, kept in the registry). The choice
+        is kept in :attr:`value_likelihood_`.
+
+        ==========================================================  ===============
+        registered non-zero values                                  choice
+        ==========================================================  ===============
+        at most 32 distinct values, the largest holding at least    ``"categorical"``
+        1/20 of the non-zeros (ratings, binary interactions)
+        integers, median >= 10 and max / median >= 100              ``"logcount"``
+        (play counts)
+        other non-negative integers (e.g. UMI counts)               ``"ztnb"``
+        other non-negative values                                   ``"lognormal"``
+        ==========================================================  ===============
+
+        Negative values need ``"gaussian"``. Statistics saved before these rules had
+        their inputs pick between ``"ztnb"`` and ``"lognormal"`` only.
     max_nonzero
         Longest row the decoder generates (default: the longest registered row).
     on_long_rows
@@ -201,7 +284,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         n_layers: int | None = None,
         n_heads: int | None = None,
         index_head: Literal["auto", "flat", "factorised"] = "auto",
-        value_likelihood: Literal["auto", "ztnb", "ztpoisson", "lognormal", "gaussian"] = "auto",
+        value_likelihood: ValueLikelihoodChoice = "auto",
         max_nonzero: int | None = None,
         on_long_rows: Literal["error", "truncate"] = "error",
         mask_unseen_features: bool = True,
@@ -239,6 +322,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             detection_rate=_detection_rate(stats),
             spectral_transform=SPECTRAL_TRANSFORMS[self.value_likelihood_],
             value_sums=_value_sums(stats),
+            **_value_support(self.value_likelihood_, stats),
             n_cats_per_cond=[c.n_cats for c in self._conditions],
             **module_kwargs,
         )
@@ -425,7 +509,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     @staticmethod
     def _resolve_likelihood(choice: str, stats: dict) -> str:
         if choice == "auto":
-            choice = "ztnb" if stats["is_integer"] and not stats["has_negative"] else "lognormal"
+            choice = _auto_likelihood(stats)
         if stats["has_negative"] and choice != "gaussian":
             msg = (
                 f"The data contain negative values (minimum {stats['min_value']:.4g}), which "
@@ -437,6 +521,12 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             msg = (
                 f"value_likelihood={choice!r} needs integer counts but the data are not integers; "
                 "register raw counts (`layer=`) or use 'lognormal'."
+            )
+            raise ValueError(msg)
+        if choice == "logcount" and not stats["is_integer"]:
+            msg = (
+                "value_likelihood='logcount' needs integer counts but the data are not "
+                "integers; register raw counts (`layer=`) or use 'lognormal'."
             )
             raise ValueError(msg)
         return choice

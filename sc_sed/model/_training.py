@@ -314,7 +314,7 @@ class TrainingMixin:
         return ValueRules(
             n_vars=self.module.n_features,
             nonnegative=self.value_likelihood_ != "gaussian",
-            integer=self.value_likelihood_ in ("ztnb", "ztpoisson"),
+            integer=self.value_likelihood_ in ("ztnb", "ztpoisson", "logcount"),
         )
 
     def _tokenizing_datamodule(self, datamodule: LightningDataModule) -> TokenizingDataModule:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from scvi.distributions import NegativeBinomial
 from torch import nn
@@ -247,11 +248,11 @@ class ValueHead(nn.Module):
         if likelihood == "categorical":
             if vocabulary is None or len(vocabulary) == 0:
                 raise ValueError("ValueHead: likelihood='categorical' needs a vocabulary.")
-            vocab = torch.as_tensor(vocabulary, dtype=torch.float32).flatten()
-            if not bool((vocab[1:] > vocab[:-1]).all()) or not bool(torch.isfinite(vocab).all()):
+            values = np.asarray(vocabulary, dtype=np.float32).ravel()  # checked on the host
+            if not (np.diff(values) > 0).all() or not np.isfinite(values).all():
                 raise ValueError("ValueHead: the vocabulary must be finite and strictly increasing.")
-            self.register_buffer("vocabulary", vocab)
-            return vocab.numel()
+            self.register_buffer("vocabulary", torch.as_tensor(values))
+            return values.size
         if likelihood == "logcount":
             if max_value is None or not 1 <= float(max_value) <= 2**24:
                 msg = f"ValueHead: likelihood='logcount' needs 1 <= max_value <= 2**24, got {max_value}."
