@@ -365,8 +365,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         total = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        for logger_name, level in levels.items():
+            logging.getLogger(logger_name).setLevel(level)
     summary = summarise(records)
     result = {
         "table": name,
