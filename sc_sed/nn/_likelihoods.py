@@ -225,6 +225,7 @@ class ValueHead(nn.Module):
         self.likelihood = likelihood
         self.latent_term = latent_term
         n_out = self._support(likelihood, vocabulary, max_value)
+        self.register_load_state_dict_post_hook(ValueHead._support_loaded)
         self.mlp = nn.Sequential(
             nn.Linear(2 * n_hidden, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out)
         )
@@ -252,18 +253,33 @@ class ValueHead(nn.Module):
             if not (np.diff(values) > 0).all() or not np.isfinite(values).all():
                 raise ValueError("ValueHead: the vocabulary must be finite and strictly increasing.")
             self.register_buffer("vocabulary", torch.as_tensor(values))
+            self._fill = float(values[0])
             return values.size
         if likelihood == "logcount":
             if max_value is None or not 1 <= float(max_value) <= 2**24:
                 msg = f"ValueHead: likelihood='logcount' needs 1 <= max_value <= 2**24, got {max_value}."
                 raise ValueError(msg)
+            # the buffer saves it with the weights; the float serves the arithmetic, so that
+            # sampling never reads a device tensor back (no sync, CUDA-graph safe)
             self.register_buffer("max_value", torch.tensor(float(max_value)))
+            self._top = float(max_value)
         return 1 if likelihood == "ztpoisson" else 2
+
+    @staticmethod
+    def _support_loaded(module: ValueHead, incompatible_keys) -> None:
+        """After loading weights, read the support's host copies from the loaded buffers."""
+        buffer = getattr(module, "vocabulary", getattr(module, "max_value", None))
+        if buffer is None or buffer.device.type == "meta":
+            return
+        if module.likelihood == "categorical":
+            module._fill = float(buffer[0])
+        else:
+            module._top = float(buffer)
 
     @property
     def fill_value(self) -> float:
         """A value in the support, to put where the caller masks the likelihood out."""
-        return float(self.vocabulary[0]) if self.likelihood == "categorical" else 1.0
+        return self._fill if self.likelihood == "categorical" else 1.0
 
     @torch.no_grad()
     def init_locations(self, location: torch.Tensor) -> None:
@@ -325,7 +341,7 @@ class ValueHead(nn.Module):
 
     def _location_range(self) -> tuple[float, float]:
         """``"logcount"``: centre and radius of the soft bound ``(-1, T + 1)`` of the location."""
-        top = float(torch.log(self.max_value.double() + 0.5))
+        top = math.log(self._top + 0.5)
         return top / 2, top / 2 + 1
 
     def _logcount_params(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,7 +365,7 @@ class ValueHead(nn.Module):
         )
         inner = F.logsigmoid(hi) + F.logsigmoid(-lo) + gap
         log_p = torch.where(x < 1.5, F.logsigmoid(hi), inner)
-        top = (torch.log(self.max_value.double() + 0.5) - mu) / s
+        top = (math.log(self._top + 0.5) - mu) / s
         return log_p - F.logsigmoid(top)
 
     def _check_support(self, x: torch.Tensor) -> None:
@@ -368,11 +384,11 @@ class ValueHead(nn.Module):
                 )
                 raise ValueError(msg)
         elif self.likelihood == "logcount":
-            bad = (x < 1) | (x > self.max_value) | (x != torch.round(x))
+            bad = (x < 1) | (x > self._top) | (x != torch.round(x))
             if bool(bad.any()):
                 msg = (
                     f"The value {float(x[bad][0])!r} is outside the support of this logcount "
-                    f"model (integers 1 to {int(self.max_value)}, ten times the largest "
+                    f"model (integers 1 to {int(self._top)}, ten times the largest "
                     "registered value). Register data that include the largest values."
                 )
                 raise ValueError(msg)
@@ -470,8 +486,7 @@ class ValueHead(nn.Module):
     def _sample_logcount(self, params, generator, greedy: bool) -> torch.Tensor:
         """``"logcount"`` draws by inversion of the truncated logistic (float64 throughout)."""
         mu, s = self._logcount_params(params)
-        top = torch.log(self.max_value.double() + 0.5)
-        mass = torch.sigmoid((top - mu) / s)
+        mass = torch.sigmoid((math.log(self._top + 0.5) - mu) / s)
         if greedy:
             u = torch.full_like(mu, 0.5)
         else:
@@ -479,7 +494,7 @@ class ValueHead(nn.Module):
         p = u * mass
         draw = mu + s * (torch.log(p) - torch.log1p(-p))
         # p < F(T), so exp(draw) < max_value + 0.5; the clamp only settles float64 rounding
-        return torch.round(torch.exp(draw)).clamp(1.0, float(self.max_value))
+        return torch.round(torch.exp(draw)).clamp(1.0, self._top)
 
     @staticmethod
     def _sample_truncated_counts(rate, theta, generator, n_inverse: int = 48, n_tail: int = 16):

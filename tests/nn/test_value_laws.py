@@ -99,3 +99,8 @@ def test_support_buffers_are_saved_with_the_weights():
     other = ValueHead(8, "categorical", vocabulary=HALF_STARS * 2)
     other.load_state_dict(cat.state_dict())
     assert torch.equal(other.vocabulary, HALF_STARS)
+    assert other.fill_value == 0.5
+    wider = ValueHead(8, "logcount", max_value=10.0)
+    wider.load_state_dict(log.state_dict())
+    x = wider.sample(torch.tensor([[30.0, 2.0]]).expand(500, 2))
+    assert x.max() > 10  # the loaded bound, not the one it was built with
