@@ -228,17 +228,19 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
         statistics are those of the registered data, kept in the registry). The choice
         is kept in :attr:`value_likelihood_`.
 
-        ==========================================================  ===============
-        registered non-zero values                                  choice
-        ==========================================================  ===============
-        at most 32 distinct values, the largest holding at least    ``"categorical"``
-        1/20 of the non-zeros (ratings, binary interactions)
-        integers, median >= 10 and max / median >= 100              ``"logcount"``
-        (play counts)
-        other non-negative integers (e.g. UMI counts)               ``"ztnb"``
-        other non-negative values                                   ``"lognormal"``
-        ==========================================================  ===============
+        ==============================================  =================
+        registered non-zero values                      choice
+        ==============================================  =================
+        <= 32 distinct; the largest is >= 1/20 of them  ``"categorical"``
+        integers; median >= 10 and max/median >= 100    ``"logcount"``
+        other non-negative integers                     ``"ztnb"``
+        other non-negative values                       ``"lognormal"``
+        ==============================================  =================
 
+        Ratings and binary interactions fall in the first row (their top value is
+        frequent; a count table's largest value is a rare tail value), play counts in the
+        second, single-cell UMI counts in the third (median 1). The median comes from a
+        histogram of ``log10 |value|`` in 1/20-decade bins.
         Negative values need ``"gaussian"``. Statistics saved before these rules had
         their inputs pick between ``"ztnb"`` and ``"lognormal"`` only.
     max_nonzero
