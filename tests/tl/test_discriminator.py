@@ -51,20 +51,20 @@ def test_library_size_alone_is_found(counts_factory):
     assert _auroc(df, key="summaries_only") > 0.85
 
 
-def _direction_pair(n: int = 400, shift: float = 4.0):
-    """Dense data whose PC2 is feature 1; synthetic rows differ by a shift of that feature only."""
+def _direction_pair(n: int = 400, shift: float = 4.0, scale: float = 1.0):
+    """Dense data whose PC2 is feature 1; synthetic rows differ in that feature only."""
     sd = np.r_[5.0, 3.0, 2.0, np.ones(9)]
     rng = np.random.default_rng(0)
 
     def make(prefix, offset):
         x = rng.normal(0, sd, (n, len(sd)))
-        x[:, 1] += offset
+        x[:, 1] = x[:, 1] * (scale if offset else 1.0) + offset
         adata = ad.AnnData(x.astype(np.float32))
         adata.obs_names = [f"{prefix}{i}" for i in range(n)]
         adata.var_names = [f"f{j}" for j in range(len(sd))]
         return adata
 
-    return make("r", 0.0), make("s", shift)
+    return make("r", 0.0), make("s", shift or 1e-9)
 
 
 def test_one_shifted_direction_puts_its_pc_on_top():
@@ -76,13 +76,29 @@ def test_one_shifted_direction_puts_its_pc_on_top():
     assert table.loc["PC2", "importance"] > 3 * table.drop(index="PC2")["importance"].max()
 
 
+def test_wider_spread_along_one_direction_shows_in_spread_auroc_and_trees():
+    real, synth = _direction_pair(shift=0.0, scale=2.0)
+    tables = {
+        clf: sc_sed.tl.discriminator_features(
+            real, synth, normalize=False, summaries=False, classifier=clf, **FAST
+        )
+        for clf in ("gradient_boosting", "logistic")
+    }
+    pc2 = tables["gradient_boosting"].set_index("feature").loc["PC2"]
+    assert pc2["spread_auroc"] > 0.7 and abs(pc2["univariate_auroc"] - 0.5) < 0.1
+    assert pc2["sd_synth"] / pc2["sd_real"] == pytest.approx(2.0, rel=0.2)
+    assert _top(tables["gradient_boosting"]) == "PC2"
+    # a variance difference is invisible to a linear classifier, not to trees
+    assert _auroc(tables["logistic"]) < 0.6 < _auroc(tables["gradient_boosting"])
+
+
 def test_identical_distributions_give_chance_auroc_and_small_importances(real, same):
     for classifier in ("gradient_boosting", "logistic"):
         df = sc_sed.tl.discriminator_features(real, same, classifier=classifier, **FAST)
         for key in ("all_features", "pcs_only", "summaries_only"):
             assert abs(_auroc(df, key=key) - 0.5) < 0.12, (classifier, key)
         assert df["importance"].abs().max() < 0.06, classifier
-        assert (df["univariate_auroc"].sub(0.5).abs() < 0.15).all()
+        assert (df[["univariate_auroc", "spread_auroc"]].sub(0.5).abs() < 0.15).all().all()
 
 
 def test_groups_are_explained_separately(counts_factory):
