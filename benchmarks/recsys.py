@@ -108,6 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-steps", type=int, help="DDIM steps of generate (default: its default).")
     p.add_argument("--device", default="cpu", choices=("cpu", "auto"), help="Accelerator.")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1).")
+    p.add_argument("--progress", action="store_true", help="Show the training progress bars.")
     p.add_argument("--out", type=Path, default=SUMMARIES, help="Folder of the summaries.")
     args = p.parse_args(argv)
     if args.table is not None and not (args.user_col and args.item_col):
@@ -192,7 +193,7 @@ def run_sed(train, n_users: int, seed: int, args: argparse.Namespace) -> tuple[A
     epochs = (1, 1) if args.smoke else (args.ae_epochs, args.diffusion_epochs)
     model.train(
         *epochs, accelerator=args.device, seed=seed,
-        enable_progress_bar=False,
+        enable_progress_bar=args.progress,
     )  # fmt: skip
     n_steps = 2 if args.smoke else args.n_steps
     gen_kw = {} if n_steps is None else {"n_steps": n_steps}
@@ -355,6 +356,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the protocol for every seed; print and write ``recsys_<table>.json`` and ``.md``."""
     args = parse_args(argv)
+    code = code_state()  # the code the run starts from (others may commit meanwhile)
     levels = _quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -382,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "summary": summary,
         "targets_mean": mean_targets(summary),
         "records": records,
-        "code": code_state(),
+        "code": code,
         "environment": environment(resolve_device(args.device)),
     }  # fmt: skip
     result = plain(result)
