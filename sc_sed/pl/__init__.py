@@ -8,6 +8,7 @@ from ._discriminator import discriminator_features
 from ._dropout import dropout_pattern
 from ._genes_detected import genes_detected
 from ._history import history
+from ._interactions import interactions
 from ._markers import gene_means, markers
 from ._metrics import metrics
 from ._umap import umap
@@ -18,6 +19,7 @@ __all__ = [
     "gene_means",
     "genes_detected",
     "history",
+    "interactions",
     "markers",
     "metrics",
     "umap",

@@ -70,6 +70,7 @@ def _calls(real, synth) -> dict:
         "tl.top_markers": lambda: _top_markers(_pair(real, synth)),
         "pl.dropout_pattern": lambda: sc_sed.pl.dropout_pattern(real, synth, show=False),
         "pl.genes_detected": lambda: sc_sed.pl.genes_detected(real, synth, show=False),
+        "pl.interactions": lambda: sc_sed.pl.interactions(real, synth, show=False),
         "pl.umap": lambda: sc_sed.pl.umap(
             sc_sed.tl.co_embed(real, synth, n_pcs=4), color="origin", show=False
         ),
