@@ -14,6 +14,8 @@ from scvi.data.fields import (
     MuDataWrapper,
 )
 
+from sc_sed.data._stats import MAX_VOCABULARY, histogram_quantile
+
 from ._conditions import check_obs_keys
 from ._fields import SparseLayerField
 from ._registry import SETUP_ARGS_KEY, setup_arg, state_registry
@@ -52,6 +54,7 @@ def combined_stats(registry: dict) -> dict:
         "n_nonfinite": sum(b["n_nonfinite"] for b in blocks),
         "seen": np.concatenate([np.asarray(b["seen"]) for b in blocks]),
         **{key: _joined(blocks, key) for key in ("n_detected", "value_sum", "log_value_sum")},
+        **_value_profile(blocks),
     }
 
 
@@ -60,6 +63,33 @@ def _joined(blocks: list[dict], key: str) -> np.ndarray | None:
     if any(b.get(key) is None for b in blocks):
         return None
     return np.concatenate([np.asarray(b[key]) for b in blocks])
+
+
+def _value_profile(blocks: list[dict]) -> dict:
+    """Combine the blocks' non-zero value statistics (all None if a block lacks them).
+
+    Largest ``|value|``: the blocks' largest; histogram: the sum; median: read from the
+    summed histogram; vocabulary: the union with summed counts, dropped (``n_distinct_values``
+    set past :data:`MAX_VOCABULARY`) when a block has none or the union is longer.
+    """
+    keys = ("max_abs_value", "median_abs_value", "n_distinct_values", "log_value_histogram")
+    out = dict.fromkeys((*keys, "value_vocabulary", "vocabulary_counts"))
+    if any(b.get(key) is None for b in blocks for key in keys if key != "median_abs_value"):
+        return out
+    histogram = np.sum([np.asarray(b["log_value_histogram"]) for b in blocks], axis=0)
+    out["max_abs_value"] = max(float(b["max_abs_value"]) for b in blocks)
+    out["median_abs_value"] = histogram_quantile(histogram, 0.5) if histogram.any() else None
+    out["log_value_histogram"] = histogram
+    out["n_distinct_values"] = MAX_VOCABULARY + 1
+    if all(b.get("value_vocabulary") is not None for b in blocks):
+        values = np.concatenate([np.asarray(b["value_vocabulary"]) for b in blocks])
+        counts = np.concatenate([np.asarray(b["vocabulary_counts"]) for b in blocks])
+        vocabulary, where = np.unique(values, return_inverse=True)
+        if vocabulary.size <= MAX_VOCABULARY:
+            out["n_distinct_values"] = int(vocabulary.size)
+            out["value_vocabulary"] = vocabulary.astype(np.float64)
+            out["vocabulary_counts"] = np.bincount(where, weights=counts).astype(np.int64)
+    return out
 
 
 def _check_modalities(mdata: MuData, modalities: Sequence[str] | None) -> list[str]:

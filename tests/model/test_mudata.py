@@ -52,3 +52,67 @@ def test_mudata_rejects_missing_labels_with_count():
         sc_sed.SEDModel.setup_mudata(md, layer="counts", labels_key="cell_type")
     with pytest.raises(KeyError, match="not a column"):
         sc_sed.SEDModel.setup_mudata(md, layer="counts", labels_key="no_such_column")
+
+
+def _ratings(n_users: int, n_items: int, *, values: np.ndarray, seed: int):
+    import anndata as ad
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n_users, n_items)) < 0.3) * rng.choice(values, (n_users, n_items))
+    return ad.AnnData(X=sparse.csr_matrix(X.astype(np.float32)))
+
+
+def _ratings_mdata():
+    movies = _ratings(40, 20, values=np.arange(1, 6), seed=0)  # whole stars
+    books = _ratings(40, 10, values=np.arange(2, 11) / 2, seed=1)  # half stars from 1
+    books.obs_names = movies.obs_names
+    movies.var_names = [f"movie_{i}" for i in range(20)]
+    books.var_names = [f"book_{i}" for i in range(10)]
+    return MuData({"movies": movies, "books": books})
+
+
+def test_mudata_value_statistics_are_those_of_the_joint_table():
+    from scipy import sparse
+
+    from sc_sed.data._stats import matrix_stats
+    from sc_sed.model._mudata import combined_stats
+
+    md = _ratings_mdata()
+    sc_sed.SEDModel.setup_mudata(md, modalities=["movies", "books"])
+    model = sc_sed.SEDModel(md, **TINY)
+    joint = matrix_stats(sparse.hstack([md["movies"].X, md["books"].X]).tocsr()).to_dict()
+    stats = combined_stats(model.registry_)
+    for key in ("max_abs_value", "median_abs_value", "n_distinct_values"):
+        assert stats[key] == joint[key], key
+    for key in ("value_vocabulary", "vocabulary_counts", "log_value_histogram"):
+        np.testing.assert_array_equal(stats[key], joint[key])
+    assert stats["n_distinct_values"] == 9  # union of 1..5 and 1..5 in half stars
+    # the ratings are recognised, and an explicit categorical law is accepted
+    assert model.value_likelihood_ == "categorical"
+    sc_sed.SEDModel.setup_mudata(md, modalities=["movies", "books"])
+    explicit = sc_sed.SEDModel(md, value_likelihood="categorical", **TINY)
+    assert explicit.value_likelihood_ == "categorical"
+
+
+def test_mudata_vocabulary_is_dropped_when_the_union_is_too_long():
+    from sc_sed.data._stats import MAX_VOCABULARY
+    from sc_sed.model._mudata import _value_profile
+
+    def block(values):
+        values = np.asarray(values, dtype=np.float64)
+        return {
+            "max_abs_value": float(values.max()),
+            "median_abs_value": float(np.median(values)),
+            "n_distinct_values": values.size,
+            "value_vocabulary": values,
+            "vocabulary_counts": np.ones(values.size, dtype=np.int64),
+            "log_value_histogram": np.ones(400, dtype=np.int64),
+        }
+
+    half = MAX_VOCABULARY // 2 + 1
+    out = _value_profile([block(np.arange(1, half + 1)), block(np.arange(1, half + 1) + half)])
+    assert out["n_distinct_values"] > MAX_VOCABULARY and out["value_vocabulary"] is None
+    assert out["max_abs_value"] == 2 * half
+    older = block([1.0, 2.0]) | {"n_distinct_values": None}
+    assert all(v is None for v in _value_profile([block([1.0]), older]).values())
