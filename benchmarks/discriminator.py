@@ -86,18 +86,18 @@ def get_model(train, args: argparse.Namespace) -> tuple[Any, float]:
     return model, seconds
 
 
-def explain(real, synth, args: argparse.Namespace) -> dict[str, Any]:
-    """AUROCs and the top features, overall and per type, for each classifier."""
-    out = {}
+def explain(real, synth, args: argparse.Namespace) -> tuple[dict[str, Any], pd.DataFrame]:
+    """AUROCs and the top features, overall and per type, for each classifier; the trees' table."""
+    out, tables = {}, {}
     for classifier in CLASSIFIERS:
-        df = sc_sed.tl.discriminator_features(
+        df = tables[classifier] = sc_sed.tl.discriminator_features(
             real, synth, layer=LAYER, groupby=LABELS, classifier=classifier, seed=args.seed,
             n_repeats=1 if args.smoke else args.n_repeats, n_folds=3 if args.smoke else 5,
             n_pcs=5 if args.smoke else 30,
         )  # fmt: skip
         per_group = {}
         for group, sub in df.groupby("group", sort=False):
-            top = sub.head(3)[["feature", "importance", "univariate_auroc"]]
+            top = sub.head(3)[["feature", "importance", "univariate_auroc", "spread_auroc"]]
             per_group[str(group)] = {
                 "auroc": df.attrs["sc_sed"]["auroc"][group],
                 "n_rows": df.attrs["sc_sed"]["n_rows"][group],
@@ -108,7 +108,29 @@ def explain(real, synth, args: argparse.Namespace) -> dict[str, Any]:
                 .to_dict(orient="records"),
             }
         out[classifier] = per_group
+    return out, tables["gradient_boosting"]
+
+
+def pc_sweep(real, synth, args: argparse.Namespace) -> dict[str, dict[int, float]]:
+    """Out-of-fold AUROC on the first k PCs only (no summaries), for each classifier and k."""
+    out = {}
+    for classifier in CLASSIFIERS:
+        out[classifier] = {}
+        for k in (2, 5, 10, 20, 30) if not args.smoke else (2, 5):
+            df = sc_sed.tl.discriminator_features(
+                real, synth, layer=LAYER, n_pcs=k, summaries=False, classifier=classifier,
+                seed=args.seed, n_repeats=1, n_folds=3 if args.smoke else 5,
+            )  # fmt: skip
+            out[classifier][k] = df.attrs["sc_sed"]["auroc"]["all"]["pcs_only"]
     return out
+
+
+def sd_ratios(df: pd.DataFrame) -> dict[str, float]:
+    """SD of synthetic over real cells along each PC (in PC order) and summary (whole data)."""
+    sub = df[df["group"] == "all"]
+    sub = sub.assign(_n=sub["feature"].str.extract(r"^PC(\d+)$")[0].astype(float))
+    sub = sub.sort_values(["kind", "_n"], kind="stable")  # "pc" before "summary"
+    return dict(zip(sub["feature"], (sub["sd_synth"] / sub["sd_real"]).round(4), strict=True))
 
 
 def summary_stats(adatas: dict[str, Any]) -> pd.DataFrame:
@@ -121,6 +143,19 @@ def summary_stats(adatas: dict[str, Any]) -> pd.DataFrame:
         stats.columns = [f"{feat}_{stat}_{name}" for feat, stat in stats.columns]
         frames.append(stats)
     return pd.concat(frames, axis=1)
+
+
+def _figure(trees: pd.DataFrame, out: Path) -> None:
+    """The trees' importances for training cells vs synthetic cells, as ``train_features.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    ax = sc_sed.pl.discriminator_features(trees, n_features=15, show=False)
+    ax.figure.savefig(out / "train_features.png", dpi=120, bbox_inches="tight")
+    plt.close("all")
 
 
 def _print(results: dict[str, Any]) -> None:
@@ -138,12 +173,14 @@ def _print(results: dict[str, Any]) -> None:
                         "pcs_only": r["auroc"]["pcs_only"],
                         "summaries_only": r["auroc"]["summaries_only"],
                         "top": ", ".join(
-                            f"{t['feature']} {t['importance']:.3f} ({t['univariate_auroc']:.2f})"
+                            f"{t['feature']} {t['importance']:.3f} "
+                            f"({t['univariate_auroc']:.2f}/{t['spread_auroc']:.2f})"
                             for t in r["top"]
                             if not np.isnan(t["importance"])
                         ),
                     }
                 )
+    print("top: feature, importance (univariate AUROC / spread AUROC)")
     print(pd.DataFrame(rows).to_string(float_format=lambda v: f"{v:.3f}", index=False))
 
 
@@ -168,8 +205,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "train": (train, synth_train),
         "real_vs_real": (train, heldout),
     }
-    results = {name: explain(real, synth, args) for name, (real, synth) in pairs.items()}
+    explained = {name: explain(real, synth, args) for name, (real, synth) in pairs.items()}
+    results = {name: out for name, (out, _) in explained.items()}
     _print(results)
+    sweep = {name: pc_sweep(real, synth, args) for name, (real, synth) in pairs.items()}
+    ratios = {name: sd_ratios(trees) for name, (_, trees) in explained.items()}
+    _figure(explained["train"][1], Path(args.out))
+    for name in pairs:
+        pcs = [v for f, v in ratios[name].items() if f.startswith("PC")]
+        print(
+            f"{name}: AUROC on the first k PCs {sweep[name]}; SD synthetic/real along "
+            f"PC1-6 {np.median(pcs[:6]):.2f}, PC7-30 {np.median(pcs[6:]):.2f} (medians)"
+        )
     stats = summary_stats({"real": train, "synth": synth_train})
     print(stats.round(3).to_string())
     result = {
@@ -178,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      "smoke": args.smoke, "model": str(args.model) if args.model else None,
                      "train_seconds": train_s, "recipe": getattr(model, "recipe_", None)},
         "pairs": results,
+        "auroc_by_n_pcs": sweep,
+        "sd_ratio_synth_over_real": ratios,
         "summary_stats_by_type": stats.round(4).reset_index().to_dict(orient="records"),
         "environment": environment(resolve_device("cpu")),
     }  # fmt: skip

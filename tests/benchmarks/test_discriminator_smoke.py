@@ -17,6 +17,8 @@ def test_discriminator_smoke(tmp_path):
         assert 0 <= overall["auroc"]["all_features"] <= 1
         assert {s["feature"] for s in overall["summaries"]} >= {"log_library_size"}
     assert (tmp_path / "model").is_dir()  # trained and saved for a later --model run
+    assert (tmp_path / "train_features.png").is_file()
+    assert set(data["auroc_by_n_pcs"]["train"]["logistic"]) == {"2", "5"}
     types = {row["bulk_labels"] for row in data["summary_stats_by_type"]}
     assert "CD19+ B" in types
     assert np.isfinite(data["summary_stats_by_type"][0]["log_library_size_mean_real"])
