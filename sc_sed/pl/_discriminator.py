@@ -47,7 +47,8 @@ def discriminator_features(
     The ``n_features`` most important features of one group, most important at the top, with
     their spread over permutations as error bars; per-row summaries are red, principal components
     grey. Each bar is labelled with the feature's univariate AUROC (0.5: alone it tells nothing;
-    above 0.5: higher in synthetic rows). The title gives the classifier's out-of-fold AUROC with
+    above 0.5: higher in synthetic rows) and its spread AUROC (above 0.5: synthetic rows lie
+    farther from the real median). The title gives the classifier's out-of-fold AUROC with
     all features and with the PCs only, when the table carries them.
 
     Parameters
@@ -83,18 +84,30 @@ def discriminator_features(
     xerr = sub["importance_sd"].to_numpy() if "importance_sd" in sub.columns else None
     colors = [_KIND_COLORS.get(k, "#1f77b4") for k in sub["kind"]]
     ax.barh(y, sub["importance"].fillna(0).to_numpy(), xerr=xerr, color=colors, capsize=2)
-    for yi, (value, auroc) in enumerate(zip(sub["importance"], sub["univariate_auroc"], strict=True)):
-        if pd.notna(auroc):
-            ax.annotate(
-                f"{auroc:.2f}", (max(value, 0) if pd.notna(value) else 0, yi),
-                xytext=(3, 0), textcoords="offset points", va="center", fontsize="x-small",
-            )  # fmt: skip
+    ends = sub["importance"].fillna(0).clip(lower=0) + (0 if xerr is None else np.nan_to_num(xerr))
+    for yi, (end, label) in enumerate(zip(ends, _labels(sub), strict=True)):
+        ax.annotate(
+            label, (end, yi), xytext=(3, 0), textcoords="offset points", va="center",
+            fontsize="x-small",
+        )  # fmt: skip
     ax.set_yticks(y, list(sub["feature"]))
     ax.set_ylim(len(sub) - 0.5, -0.5)
     ax.axvline(0, color="0.6", linewidth=0.8)
-    ax.set_xlabel("AUROC drop when permuted (labels: AUROC alone)")
+    spread = "spread_auroc" in sub.columns
+    ax.set_xlabel(
+        "AUROC drop when permuted (labels: AUROC alone" + (" / of spread)" if spread else ")")
+    )
     ax.set_title(_title(result, group), fontsize="medium")
     return _finish(ax, show=show, axes_given=axes_given)
+
+
+def _labels(sub: pd.DataFrame) -> list[str]:
+    """``univariate_auroc`` (and ``/spread_auroc`` when present) of each bar, blank for NaN."""
+    spread = sub["spread_auroc"] if "spread_auroc" in sub.columns else [np.nan] * len(sub)
+    return [
+        "" if pd.isna(a) else f"{a:.2f}" + ("" if pd.isna(b) else f"/{b:.2f}")
+        for a, b in zip(sub["univariate_auroc"], spread, strict=True)
+    ]
 
 
 def _title(result: pd.DataFrame, group: str) -> str:
