@@ -28,11 +28,11 @@ def item_popularity(X: sparse.csr_matrix) -> np.ndarray:
 def _popularity(ax: Axes, X: list[sparse.csr_matrix], labels: tuple[str, str]) -> None:
     for x, label, color in zip(X, labels, ORIGIN_COLORS, strict=True):
         counts = item_popularity(x)
-        ax.plot(np.arange(1, counts.size + 1), counts, color=color, label=label)
+        ax.plot(np.arange(1, counts.size + 1), counts / x.shape[0], color=color, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("item rank")
-    ax.set_ylabel("users per item")
+    ax.set_ylabel("fraction of users per item")
     ax.legend(frameon=False)
 
 
@@ -40,14 +40,14 @@ def _activity(ax: Axes, X: list[sparse.csr_matrix], labels: tuple[str, str], n_b
     activity = [row_nnz(x) for x in X]
     pooled = np.concatenate(activity)
     positive = pooled[pooled > 0]
-    hi = positive.max() if positive.size else 1
-    bins = np.unique(np.geomspace(1, max(hi, 2) + 1, n_bins + 1))
+    lo, hi = (positive.min(), positive.max()) if positive.size else (1, 1)
+    bins = np.unique(np.geomspace(lo, hi + 1, n_bins + 1))
     for a, label, color in zip(activity, labels, ORIGIN_COLORS, strict=True):
         heights, _ = np.histogram(a[a > 0], bins=bins)
-        ax.stairs(heights, bins, linewidth=1.5, color=color, label=label)
+        ax.stairs(heights / max(a.size, 1), bins, linewidth=1.5, color=color, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("interactions per user")
-    ax.set_ylabel("users")
+    ax.set_ylabel("fraction of users")
     ax.legend(frameon=False)
 
 
@@ -100,11 +100,13 @@ def interactions(
     entry. Numbers are computed on sparse matrices without densifying; the inputs are never
     modified. :func:`sc_sed.tl.interaction_metrics` gives the matching measures.
 
-    1. Item popularity: the number of users of each item, items ranked from the most popular,
-       on log-log axes (a Zipf-like table is close to a straight line). Items without a user
-       are left out, so each curve has as many points as its set has items in use.
+    1. Item popularity: the fraction of a set's users who interact with each item, items
+       ranked from the most popular, on log-log axes (a Zipf-like table is close to a straight
+       line). Items without a user are left out, so each curve has as many points as its set
+       has items in use.
     2. User activity: histogram of the number of interactions per user on logarithmic bins
-       (shared by both sets); users without an interaction are left out.
+       shared by both sets, as fractions of each set's users (sets of different sizes compare
+       directly); users without an interaction are not drawn but count in the total.
     3. Values of the interactions: with at most ``max_categories`` distinct values in both
        sets together (ratings, 0/1 tables), the fraction of interactions with each value as
        bars; otherwise a histogram of the fractions on logarithmic bins and axis (linear when
