@@ -41,7 +41,8 @@ def _activity(ax: Axes, X: list[sparse.csr_matrix], labels: tuple[str, str], n_b
     pooled = np.concatenate(activity)
     positive = pooled[pooled > 0]
     lo, hi = (positive.min(), positive.max()) if positive.size else (1, 1)
-    bins = np.unique(np.geomspace(lo, hi + 1, n_bins + 1))
+    # integer edges: every bin holds at least one possible count (no empty comb teeth)
+    bins = np.unique(np.round(np.geomspace(lo, hi + 1, n_bins + 1)))
     for a, label, color in zip(activity, labels, ORIGIN_COLORS, strict=True):
         heights, _ = np.histogram(a[a > 0], bins=bins)
         ax.stairs(heights / max(a.size, 1), bins, linewidth=1.5, color=color, label=label)

@@ -57,6 +57,7 @@ def test_user_activity_histogram_counts_every_active_user_once():
         heights, edges = step.get_data()[:2]
         assert np.isclose(heights.sum(), np.count_nonzero(activity) / adata.n_obs)
         assert edges[0] <= activity[activity > 0].min() and edges[-1] > activity.max()
+        assert np.all(edges == np.round(edges)) and np.all(np.diff(edges) >= 1)  # no empty teeth
 
 
 def test_ratings_are_drawn_as_one_bar_per_value():
