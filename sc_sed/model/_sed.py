@@ -314,7 +314,8 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             n_ff=module_kwargs.pop("n_ff", None),
             n_encoder_pcs=module_kwargs.pop("n_encoder_pcs", None),
         )
-        self.module = self._module_cls(
+        # kept so that train(seed=...) can draw the initial weights again from its seed
+        self._module_kwargs = dict(
             n_features=stats["n_vars"],
             max_nonzero=self.max_nonzero_,
             **{k: v for k, v in sizes.items() if k != "preset"},
@@ -328,6 +329,7 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             n_cats_per_cond=[c.n_cats for c in self._conditions],
             **module_kwargs,
         )
+        self.module = self._module_cls(**self._module_kwargs)
         self.autoencoder_trained_ = False
         self.diffusion_trained_ = False
         if adata is not None:

@@ -82,6 +82,14 @@ def _seeded(seed: int | None) -> Iterator[None]:
             np.random.set_state(np_state)  # noqa: NPY002
 
 
+def _fresh_parameters(module_cls: type, module_kwargs: dict, seed: int) -> dict:
+    """Parameters of a new ``module_cls(**module_kwargs)`` drawn from ``seed`` (CPU RNG only)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = module_cls(**module_kwargs)
+    return dict(fresh.named_parameters())
+
+
 class TrainingMixin:
     """Two-stage training of :class:`~sc_sed.SEDModel` (autoencoder, then latent diffusion).
 
@@ -151,10 +159,14 @@ class TrainingMixin:
             (default): as ``early_stopping``. Off by default because the held-out loss
             plateaus while the generated rows still improve (``benchmarks/README.md``).
         seed
-            Seed for the data split, minibatch order and training noise (through
+            Seed for the initial weights (drawn again from it while the autoencoder is
+            untrained), the data split, minibatch order and training noise (through
             ``scvi.settings.seed``, which seeds Python, NumPy and torch); the caller's
             ``scvi.settings.seed`` and global random states are restored afterwards.
-            None uses the current global state.
+            The same seed gives bit-identical weights on a CPU with the same thread
+            count; on a GPU some kernels (e.g. scatter-adds, cuBLAS/cuDNN choices) are
+            not deterministic unless ``torch.use_deterministic_algorithms(True)`` is set,
+            so weights may differ in the last bits. None uses the current global state.
         plan_kwargs
             Keyword arguments of :class:`~sc_sed.train.AutoencoderTrainingPlan`.
         diffusion_plan_kwargs
@@ -177,6 +189,8 @@ class TrainingMixin:
         if diffusion_early_stopping is None:
             diffusion_early_stopping = early_stopping
         common = {"accelerator": accelerator, "devices": devices}
+        if seed is not None:
+            self._redraw_initial_weights(seed)
         with _seeded(seed):
             self.train_autoencoder(
                 max_epochs,
@@ -207,6 +221,28 @@ class TrainingMixin:
                 **common,
                 **trainer_kwargs,
             )
+
+    def _redraw_initial_weights(self, seed: int) -> None:
+        """Draw an untrained model's initial weights again from ``seed``.
+
+        The weights drawn when the model was built came from the global torch RNG (seeded
+        only if ``scvi.settings.seed`` was set), so without this ``train(seed=s)`` would
+        start from different weights in each process. Buffers (data statistics, fitted
+        encoder PCs) are kept; a model whose autoencoder has trained is left as it is.
+        """
+        kwargs = getattr(self, "_module_kwargs", None)
+        if kwargs is None or self.autoencoder_trained_ or self.is_trained_:
+            return
+        fresh = _fresh_parameters(type(self.module), kwargs, int(seed))
+        own = dict(self.module.named_parameters())
+        if fresh.keys() != own.keys() or any(
+            fresh[k].shape != own[k].shape for k in own
+        ):  # the module was changed after it was built
+            logger.warning("train(seed=...) kept the initial weights: the module's changed.")
+            return
+        with torch.no_grad():
+            for name, value in fresh.items():
+                own[name].copy_(value)
 
     def _record_budget(self, batch_name: str, batch: Any, epochs_name: str, epochs: int) -> None:
         """Keep a stage's minibatch size and epochs in :attr:`recipe_` and log them once."""
