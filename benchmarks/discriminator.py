@@ -57,6 +57,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="Seed of the split, training, generation.")
     p.add_argument("--n-steps", type=int, default=50, help="SED's DDIM sampling steps.")
     p.add_argument("--n-repeats", type=int, default=5, help="Permutations per feature and fold.")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="also score the stages against the training cells: the decoder alone "
+        "(reconstructed training cells) and like=training cells at strength 0.5",
+    )
     p.add_argument("--smoke", action="store_true", help="Tiny model, one epoch each.")
     return p.parse_args(argv)
 
@@ -184,6 +190,25 @@ def _print(results: dict[str, Any]) -> None:
     print(pd.DataFrame(rows).to_string(float_format=lambda v: f"{v:.3f}", index=False))
 
 
+def _stages(model, train, args: argparse.Namespace, gen: dict) -> dict[str, tuple]:
+    """Training cells against the decoder alone and against their partly re-noised latents.
+
+    ``reconstructed``: each training cell encoded and decoded (the decoder's sampling only);
+    ``like_0.5``: ``generate(like=train, strength=0.5)`` (latents half re-noised and denoised);
+    ``train`` (the training label mix from pure noise) is the full generator.
+    """
+    rec = model.reconstruct(train, seed=args.seed)
+    like = model.generate(like=train, strength=0.5, seed=args.seed, **gen)
+    return {"reconstructed": (train, _with_counts(rec)), "like_0.5": (train, _with_counts(like))}
+
+
+def _with_counts(adata):
+    """Generated output with its values in the ``counts`` layer the real cells use."""
+    if LAYER not in adata.layers:
+        adata.layers[LAYER] = adata.X.copy()
+    return adata
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train (or load), generate, explain; print the tables and write ``discriminator.json``."""
     args = parse_args(argv)
@@ -198,12 +223,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         gen = {"n_steps": 2 if args.smoke else args.n_steps, "enable_progress_bar": False}
         synth_held = model.generate(None, labels=_mix(heldout), seed=args.seed, **gen)
         synth_train = model.generate(None, labels=_mix(train), seed=args.seed + 1, **gen)
+        stages = _stages(model, train, args, gen) if args.stages else {}
     finally:
         torch.set_num_threads(threads)
     pairs = {
         "heldout": (heldout, synth_held),
         "train": (train, synth_train),
         "real_vs_real": (train, heldout),
+        **stages,
     }
     explained = {name: explain(real, synth, args) for name, (real, synth) in pairs.items()}
     results = {name: out for name, (out, _) in explained.items()}
