@@ -8,7 +8,8 @@ from ._mudata import concat_modalities, split_modalities
 from ._pca import sparse_pca
 from ._running_stats import RunningMatrixStats
 from ._shards import join_shards
-from ._stats import MatrixStats, matrix_stats, row_nnz
+from ._stats import MAX_VOCABULARY as MAX_VOCABULARY  # distinct values the statistics keep
+from ._stats import MatrixStats, histogram_quantile, matrix_stats, row_nnz
 from ._validate import check_matrix, validated_csr
 from ._zarr import read_lazy_zarr
 
@@ -41,6 +42,7 @@ __all__ = [
     "RunningMatrixStats",
     "matrix_stats",
     "row_nnz",
+    "histogram_quantile",
     "sparse_pca",
     "LongRows",
     "TokenBatch",

@@ -14,7 +14,7 @@ from scvi.data.fields import (
     MuDataWrapper,
 )
 
-from sc_sed.data._stats import MAX_VOCABULARY, histogram_quantile
+from sc_sed.data import MAX_VOCABULARY, histogram_quantile
 
 from ._conditions import check_obs_keys
 from ._fields import SparseLayerField

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import sparse
 
-from sc_sed.tl._checks import prepare_inputs
-from sc_sed.tl._sparsity import row_nnz
+from sc_sed.data import row_nnz
+from sc_sed.tl import shared_matrices
 
 from ._utils import ORIGIN_COLORS, _check_labels, _finish, _multi_axes
 
@@ -147,8 +147,7 @@ def interactions(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             msg = f"`{name}` must be a positive integer, got {value!r}."
             raise ValueError(msg)
-    inputs = prepare_inputs({"real": real, "synth": synth}, layer=layer, normalize=False, align=align)
-    X = [sparse.csr_matrix(inputs.X[name]) for name in ("real", "synth")]
+    X = list(shared_matrices(real, synth, layer=layer, align=align)[:2])
     panels = _multi_axes(axs, 3)
     _popularity(panels[0], X, labels)
     _activity(panels[1], X, labels, bins)

@@ -1,7 +1,7 @@
 """Evaluation tools: compare real and synthetic AnnData with the same features.
 
 Model-independent (no torch): metrics (:func:`evaluate`), sparsity statistics
-(:func:`sparsity_stats`), recommender measures of users x items tables
+(:func:`sparsity_stats`; both sets' checked matrices: :func:`shared_matrices`), recommender measures of users x items tables
 (:func:`interaction_metrics`), what gives synthetic rows away to a classifier
 (:func:`discriminator_features`, with :func:`row_summaries`), marker fidelity
 (:func:`marker_fidelity`, with its helpers :func:`normalized_pair` and :func:`top_markers`),
@@ -15,7 +15,7 @@ from ._evaluate import evaluate
 from ._interactions import interaction_metrics
 from ._markers import marker_fidelity, normalized_pair, top_markers
 from ._physics import compare_physics, jet_observables
-from ._sparsity import sparsity_stats
+from ._sparsity import shared_matrices, sparsity_stats
 
 __all__ = [
     "co_embed",
@@ -27,6 +27,7 @@ __all__ = [
     "marker_fidelity",
     "normalized_pair",
     "row_summaries",
+    "shared_matrices",
     "sparsity_stats",
     "top_markers",
 ]

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import pearsonr, wasserstein_distance
 
-from ._checks import Matrix, _check_values, _get_matrix
+from ._checks import Matrix, _check_values, _get_matrix, prepare_inputs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -137,3 +137,37 @@ def _n_spurious_features(X_synth: Matrix, *references: Matrix) -> int:
     for X in references:
         seen |= feature_detection(X) > 0
     return int(np.count_nonzero((feature_detection(X_synth) > 0) & ~seen))
+
+
+def shared_matrices(
+    real: AnnData, synth: AnnData, *, layer: str | None = None, align: bool = False
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix, pd.Index]:
+    """Both sets' raw values as CSR matrices on their shared features, checked as ``tl`` checks.
+
+    The same validation and feature matching the comparisons in :mod:`sc_sed.tl` use
+    (finite values, equal features, or their intersection in the real set's order with
+    ``align=True``); the inputs are not modified.
+
+    Parameters
+    ----------
+    real, synth
+        The two sets (rows are observations).
+    layer
+        Layer to read instead of ``.X`` (in both).
+    align
+        Compare on the features both sets share instead of requiring the same features.
+
+    Returns
+    -------
+    ``(X_real, X_synth, var_names)``: CSR copies (or views of CSR inputs) with the columns
+    in the order of ``var_names``.
+
+    Examples
+    --------
+    >>> X_real, X_synth, genes = sc_sed.tl.shared_matrices(heldout, synth, layer="counts")
+    """
+    inputs = prepare_inputs(
+        {"real": real, "synth": synth}, layer=layer, normalize=False, align=align
+    )
+    X_real, X_synth = (sparse.csr_matrix(inputs.X[name]) for name in ("real", "synth"))
+    return X_real, X_synth, inputs.var_names

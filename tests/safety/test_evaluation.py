@@ -59,6 +59,7 @@ def _calls(real, synth) -> dict:
             real, synth, groupby="ct", train=synth, n_neighbors=3, **FAST
         ),
         "tl.sparsity_stats": lambda: sc_sed.tl.sparsity_stats(real),
+        "tl.shared_matrices": lambda: sc_sed.tl.shared_matrices(real, synth),
         "tl.discriminator_features": lambda: sc_sed.tl.discriminator_features(
             real, synth, groupby="ct", n_repeats=1, **FAST
         ),

@@ -89,3 +89,24 @@ def test_spurious_features_zero_for_own_support(real):
         real, real[::-1].copy(), metrics=["n_spurious_features", "zero_fraction_diff"]
     )
     assert df["value"].tolist() == [0.0, 0.0]
+
+
+def test_shared_matrices_match_features_and_leave_inputs_unchanged():
+    real = _tiny("dense")
+    synth = _tiny("csr")[:, ["z", "x", "w"]].copy()  # a subset, in another order
+    before = synth.X.copy()
+    with pytest.raises(ValueError):
+        sc_sed.tl.shared_matrices(real, synth)  # different features without align
+    X_real, X_synth, names = sc_sed.tl.shared_matrices(real, synth, align=True)
+    assert list(names) == ["w", "x", "z"]  # the real set's order
+    assert sparse.isspmatrix_csr(X_real) and sparse.isspmatrix_csr(X_synth)
+    np.testing.assert_array_equal(X_real.toarray(), TINY[:, [0, 1, 3]])
+    np.testing.assert_array_equal(X_synth.toarray(), TINY[:, [0, 1, 3]])
+    assert (synth.X != before).nnz == 0 and list(synth.var_names) == ["z", "x", "w"]
+
+
+def test_shared_matrices_refuse_non_finite_values():
+    bad = _tiny("dense")
+    bad.X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN|finite|non-finite"):
+        sc_sed.tl.shared_matrices(bad, _tiny("dense"))
