@@ -21,9 +21,11 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import logging
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,13 @@ from typing import Any
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def quiet() -> None:
+    """Silence warnings and Lightning/scvi-tools chatter for the rest of the process."""
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "scvi"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 _MMAP_THRESHOLD = 64 * 1024
 
 

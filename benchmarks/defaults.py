@@ -15,10 +15,8 @@ Run ``python benchmarks/defaults.py --help``; ``--smoke`` is a seconds-long chec
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, resolve_device, write_json  # noqa: E402
+from _common import environment, quiet, resolve_device, write_json  # noqa: E402
 from quality import BLADDER_FILE, read_bladder  # noqa: E402
 
 import sc_sed  # noqa: E402
@@ -66,12 +64,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--smoke", action="store_true", help="Tiny model, one epoch each.")
     return p.parse_args(argv)
-
-
-def _quiet() -> None:
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "scvi"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _timed(fn) -> tuple[Any, float]:
@@ -127,7 +119,7 @@ def run_scvi(train, mix: dict, args: argparse.Namespace) -> tuple[Any, float, fl
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run both methods, print the side-by-side table, write ``defaults.json``."""
     args = parse_args(argv)
-    _quiet()
+    quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -23,10 +23,8 @@ Run ``python benchmarks/discriminator.py --help``; ``--smoke`` is a seconds-long
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, resolve_device, write_json  # noqa: E402
+from _common import environment, quiet, resolve_device, write_json  # noqa: E402
 
 import sc_sed  # noqa: E402
 from sc_sed._demo import stratified_split  # noqa: E402
@@ -65,12 +63,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--smoke", action="store_true", help="Tiny model, one epoch each.")
     return p.parse_args(argv)
-
-
-def _quiet() -> None:
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "scvi"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _mix(adata) -> dict[str, int]:
@@ -212,7 +204,7 @@ def _with_counts(adata):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train (or load), generate, explain; print the tables and write ``discriminator.json``."""
     args = parse_args(argv)
-    _quiet()
+    quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import math
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import scvi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, resolve_device, write_json  # noqa: E402
+from _common import environment, quiet, resolve_device, write_json  # noqa: E402
 from quality import BLADDER_FILE, read_bladder  # noqa: E402
 
 import sc_sed  # noqa: E402
@@ -106,12 +104,6 @@ def parse_arm(text: str) -> tuple[tuple[int, ...], int]:
         msg = f"arm {text!r}: give at least two positive widths and a positive step count."
         raise SystemExit(msg)
     return parsed
-
-
-def _quiet() -> None:
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "scvi"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def load(args: argparse.Namespace) -> tuple[Any, str, str]:
@@ -193,7 +185,7 @@ def summarise(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run every (seed, autoencoder budget, diffusion arm); print and write the summary."""
     args = parse_args(argv)
-    _quiet()
+    quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     records = []
