@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import stats
+from _common import t_interval
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, recall_score
@@ -102,18 +102,6 @@ def classify(
     for name, clf in classifiers(seed).items():
         out[name] = scores(test_y, clf.fit(xs, train_y).predict(test), rare)
     return out
-
-
-def t_interval(diffs: Sequence[float]) -> dict[str, float | int | None]:
-    """Mean of paired differences with its 95% t-interval (None below two pairs)."""
-    d = np.asarray([v for v in diffs if v is not None and not math.isnan(v)], dtype=float)
-    if d.size == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    mean = float(d.mean())
-    if d.size < 2:
-        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
-    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": int(d.size)}
 
 
 def marker_rows(real_test, synth_set, groupby: str, rare: str, seed: int) -> dict[str, float]:

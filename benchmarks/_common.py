@@ -22,6 +22,7 @@ import ctypes
 import gc
 import json
 import logging
+import math
 import os
 import statistics
 import time
@@ -30,9 +31,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def t_interval(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Mean with its 95% t-interval over the finite values (interval None below two)."""
+    from scipy import stats
+
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
+    mean = float(v.mean())
+    if v.size < 2:
+        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": int(v.size)}
 
 
 def quiet() -> None:
@@ -40,6 +56,8 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "scvi"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
 _MMAP_THRESHOLD = 64 * 1024
 
 

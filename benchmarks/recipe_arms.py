@@ -33,8 +33,9 @@ import scvi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, quiet, resolve_device, write_json  # noqa: E402
-from quality import BLADDER_FILE, read_bladder  # noqa: E402
+import defaults  # noqa: E402
+from _common import environment, quiet, resolve_device, t_interval, write_json  # noqa: E402
+from quality import BLADDER_FILE  # noqa: E402
 
 import sc_sed  # noqa: E402
 from sc_sed._demo import stratified_split  # noqa: E402
@@ -107,11 +108,8 @@ def parse_arm(text: str) -> tuple[tuple[int, ...], int]:
 
 
 def load(args: argparse.Namespace) -> tuple[Any, str, str]:
-    """The data set, its name and its label column (subsampled with ``--max-rows``)."""
-    if args.bladder is not None:
-        adata, name, key = read_bladder(args.bladder), "bladder", "cluster"
-    else:
-        adata, name, key = sc_sed.datasets.pbmc68k_counts(), "pbmc68k", "bulk_labels"
+    """``defaults.py``'s data set, name and label column, subsampled with ``--max-rows``."""
+    adata, name, key = defaults.load(args)
     if args.max_rows is not None and args.max_rows < adata.n_obs:
         rows = np.sort(np.random.default_rng(0).choice(adata.n_obs, args.max_rows, replace=False))
         adata, name = adata[rows].copy(), f"{name}{args.max_rows}"
@@ -155,15 +153,11 @@ def run_arm(model, widths, steps: int, mix: dict, seed: int, n_steps: int):
     return synth, seconds, epochs
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    """Mean and half-width of the 95% t-interval (NaN half-width for one value)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float(values.mean()), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean()), float(half)
+def _interval(values) -> tuple[float, float]:
+    """Mean and half-width of the 95% t-interval (NaN half-width below two values)."""
+    ci = t_interval(list(values))
+    half = ci["ci_high"] - ci["mean"] if ci["ci_high"] is not None else float("nan")
+    return ci["mean"], half
 
 
 def summarise(runs: pd.DataFrame, reference: str) -> pd.DataFrame:

@@ -46,10 +46,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, resolve_device, write_json  # noqa: E402
+from _common import environment, resolve_device, t_interval, write_json  # noqa: E402
 from _recsys_data import (  # noqa: E402
     independent_items,
     read_lastfm,
@@ -262,18 +261,6 @@ def run_seed(adata, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     record = {"seed": seed, "n_train": int(train.n_obs), "n_heldout": int(n), "sed": sed_info}
     record |= {"metrics": metrics, "targets": targets(metrics[SED], metrics[REAL])}
     return record
-
-
-def t_interval(values: Sequence[float | None]) -> dict[str, float | int | None]:
-    """Mean with its 95% t-interval (interval None below two finite values)."""
-    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    mean = float(v.mean())
-    if v.size < 2:
-        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": int(v.size)}
 
 
 def summarise(records: list[dict]) -> dict[str, Any]:
