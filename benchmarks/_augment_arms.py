@@ -8,8 +8,6 @@ space, mapped back to genes by the PCA's inverse).
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +36,6 @@ class Cut:
     def rare_rows(self) -> np.ndarray:
         """Positions of the rare type's training cells in ``train``."""
         return np.flatnonzero(self.train.obs[self.labels_key].astype(str).to_numpy() == self.rare)
-
-
-def quiet() -> None:
-    """Silence the warnings and info logs of Lightning, scvi-tools and sc_sed."""
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "scvi", "sc_sed"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def duplicates(cut: Cut) -> sp.csr_matrix:

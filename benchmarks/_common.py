@@ -51,10 +51,10 @@ def t_interval(values: Sequence[float | None]) -> dict[str, float | int | None]:
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": int(v.size)}
 
 
-def quiet() -> None:
-    """Silence warnings and Lightning/scvi-tools chatter for the rest of the process."""
+def quiet(*more: str) -> None:
+    """Silence warnings and Lightning/scvi-tools chatter (and the ``more`` loggers) for the process."""
     warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "scvi"):
+    for name in ("lightning", "lightning.pytorch", "scvi", *more):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

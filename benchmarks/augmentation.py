@@ -61,7 +61,7 @@ from _augment_score import (  # noqa: E402
     marker_rows,
     summarise,
 )
-from _common import environment, resolve_device, write_json  # noqa: E402
+from _common import environment, quiet, resolve_device, write_json  # noqa: E402
 from quality import BLADDER_FILE, read_bladder  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
@@ -340,7 +340,7 @@ def _ci_text(ci: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the protocol, print a table per case, write ``augmentation.json`` and ``.md``."""
     args = parse_args(argv)
-    arms.quiet()
+    quiet("sc_sed")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
