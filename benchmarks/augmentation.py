@@ -41,7 +41,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,8 +260,13 @@ class Reference:
         return self.clf.predict(self.space.project(x))
 
 
-def run_set(name: str, a, key: str, types: list[str], args) -> tuple[list, list, list]:
-    """Every (type, n_rare, seed) of one set: per-seed records, fidelity rows, skipped cases."""
+def run_set(
+    name: str, a, key: str, types: list[str], args, done: Callable[[list, list, list], None]
+) -> tuple[list, list, list]:
+    """Every (type, n_rare, seed) of one set: per-seed records, fidelity rows, skipped cases.
+
+    ``done(records, fidelity, skipped)`` is called after each cut with this set's results so far.
+    """
     records, fidelity, skipped = [], [], []
     for seed in range(args.seeds):
         pool, val_rows, test_rows = split(a.obs[key], args, seed)
@@ -284,6 +289,7 @@ def run_set(name: str, a, key: str, types: list[str], args) -> tuple[list, list,
                 info = {**case, "seed": seed, "n_synth": cut.n_synth}
                 records += [{**info, **r} for r in recs]
                 fidelity.append({**info, **notes, "fidelity": fid})
+                done(records, fidelity, skipped)
     return records, fidelity, skipped
 
 
@@ -337,39 +343,61 @@ def _ci_text(ci: dict) -> str:
     return f"{ci['mean']:+.3f} [{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]"
 
 
+def write_results(
+    records: list, fidelity: list, skipped: list, args, seconds: float, complete: bool
+) -> dict[str, Any]:
+    """Summarise the cuts run so far; write ``augmentation.json`` and ``augmentation.md``.
+
+    Called after every cut (``complete=False``), so a run stopped early leaves the summary
+    of its finished cuts; the last call (``complete=True``) also prints the tables.
+    """
+    summary = summarise(pd.DataFrame(records), BASELINES) if records else []
+    fid = fidelity_means(fidelity)
+    md = []
+    for case, table in tables(summary, fid).items():
+        text = table.to_string(float_format=lambda v: f"{v:.3f}")
+        if complete:
+            print(f"\n== {case} ==\n{text}")
+        md.append(f"## {case}\n\n```\n{text}\n```\n")
+    result = {
+        "protocol": "cscGAN-style augmentation of a cut rare type (benchmarks/augmentation.py)",
+        "complete": complete, "arms": list(args.arms), "classifiers": list(CLASSIFIERS),
+        "summary": summary, "fidelity": fid, "records": records, "per_cut": fidelity,
+        "skipped": skipped,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "seconds": seconds, "environment": environment(resolve_device(args.device)),
+    }  # fmt: skip
+    out = Path(args.out)
+    write_json(out / "augmentation.json", result)
+    status = "" if complete else "**Incomplete run**: the cuts finished so far.\n\n"
+    (out / "augmentation.md").write_text("# Rare-type augmentation\n\n" + status + "\n".join(md))
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the protocol, print a table per case, write ``augmentation.json`` and ``.md``."""
+    """Run the protocol, print a table per case, write ``augmentation.json`` and ``.md``.
+
+    Both files are rewritten after every cut, marked incomplete until the run ends.
+    """
     args = parse_args(argv)
     quiet("sc_sed")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     records, fidelity, skipped = [], [], []
+
+    def done(r: list, f: list, s: list) -> None:
+        elapsed = time.perf_counter() - start
+        write_results(records + r, fidelity + f, skipped + s, args, elapsed, complete=False)
+
     try:
         for name, (a, key, types) in load_sets(args).items():
-            r, f, s = run_set(name, a, key, types, args)
+            r, f, s = run_set(name, a, key, types, args, done)
             records, fidelity, skipped = records + r, fidelity + f, skipped + s
     finally:
         torch.set_num_threads(threads)
-    summary = summarise(pd.DataFrame(records), BASELINES) if records else []
-    fid = fidelity_means(fidelity)
-    md = []
-    for case, table in tables(summary, fid).items():
-        text = table.to_string(float_format=lambda v: f"{v:.3f}")
-        print(f"\n== {case} ==\n{text}")
-        md.append(f"## {case}\n\n```\n{text}\n```\n")
-    result = {
-        "protocol": "cscGAN-style augmentation of a cut rare type (benchmarks/augmentation.py)",
-        "arms": list(args.arms), "classifiers": list(CLASSIFIERS), "summary": summary,
-        "fidelity": fid, "records": records, "per_cut": fidelity, "skipped": skipped,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "seconds": time.perf_counter() - start,
-        "environment": environment(resolve_device(args.device)),
-    }  # fmt: skip
-    out = Path(args.out)
-    write_json(out / "augmentation.json", result)
-    (out / "augmentation.md").write_text("# Rare-type augmentation\n\n" + "\n".join(md))
-    return result
+    elapsed = time.perf_counter() - start
+    return write_results(records, fidelity, skipped, args, elapsed, complete=True)
 
 
 if __name__ == "__main__":

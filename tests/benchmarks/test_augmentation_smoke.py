@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from .conftest import load_benchmark
@@ -16,6 +17,7 @@ def test_augmentation_smoke(tmp_path):
     result = bench.main(["--smoke", "--out", str(tmp_path)])
     assert torch.get_num_threads() == threads  # the script restores what it pins
     data = json.loads((tmp_path / "augmentation.json").read_text())
+    assert data["complete"] is True and result["complete"] is True
     assert (tmp_path / "augmentation.md").read_text().startswith("# Rare-type augmentation")
     assert data["arms"] == list(bench.ARMS) and result["arms"] == data["arms"]
     # one summary row per arm and classifier; metrics in [0, 1]; both seeds counted
@@ -47,3 +49,25 @@ def test_augmentation_smoke(tmp_path):
         assert cut["guidance"]["chosen"] in (1.0, 2.0)
         assert set(cut["guidance"]["validation_rare_f1"]) == {"1.0", "2.0"}
         assert cut["n_synth"] >= 5
+
+
+def test_augmentation_stopped_early_keeps_the_finished_cuts(tmp_path, monkeypatch):
+    """A run that fails (or is stopped) after its first cut leaves that cut's summary."""
+    bench = load_benchmark("augmentation")
+    generate_arms, calls = bench.generate_arms, []
+
+    def fail_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate_arms(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "generate_arms", fail_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--smoke", "--out", str(tmp_path), "--arms", "real", "duplicates", "sed"])
+    data = json.loads((tmp_path / "augmentation.json").read_text())
+    assert data["complete"] is False
+    assert {r["seed"] for r in data["records"]} == {0} and len(data["per_cut"]) == 1
+    assert all(row["n_seeds"] == 1 for row in data["summary"])
+    md = (tmp_path / "augmentation.md").read_text()
+    assert "Incomplete run" in md and "CD19+ B" in md
