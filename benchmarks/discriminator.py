@@ -61,6 +61,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also score the stages against the training cells: the decoder alone "
         "(reconstructed training cells) and like=training cells at strength 0.5",
     )
+    p.add_argument(
+        "--ae-epochs",
+        type=int,
+        help="Autoencoder epochs (default: the recipe's; not with --model).",
+    )
     p.add_argument("--smoke", action="store_true", help="Tiny model, one epoch each.")
     return p.parse_args(argv)
 
@@ -76,7 +81,7 @@ def get_model(train, args: argparse.Namespace) -> tuple[Any, float]:
         return sc_sed.SEDModel.load(args.model, adata=train, accelerator="cpu"), 0.0
     sc_sed.SEDModel.setup_anndata(train, layer=LAYER, labels_key=LABELS)
     model = sc_sed.SEDModel(train, preset="cpu", **(SMOKE_SED if args.smoke else {}))
-    epochs = (1, 1) if args.smoke else (None, None)
+    epochs = (1, 1) if args.smoke else (args.ae_epochs, None)
     start = time.perf_counter()
     model.train(*epochs, accelerator="cpu", seed=args.seed, enable_progress_bar=False)
     seconds = time.perf_counter() - start
@@ -204,6 +209,8 @@ def _with_counts(adata):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train (or load), generate, explain; print the tables and write ``discriminator.json``."""
     args = parse_args(argv)
+    if args.model is not None and args.ae_epochs is not None:
+        raise SystemExit("--ae-epochs trains a new model; it cannot be combined with --model.")
     quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -242,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "dataset": {"name": "pbmc68k", "n_train": len(train_idx), "n_heldout": len(held_idx)},
         "settings": {"threads": args.threads, "seed": args.seed, "n_steps": args.n_steps,
                      "smoke": args.smoke, "model": str(args.model) if args.model else None,
-                     "train_seconds": train_s, "recipe": getattr(model, "recipe_", None)},
+                     "train_seconds": train_s, "ae_epochs": args.ae_epochs,
+                     "recipe": getattr(model, "recipe_", None)},
         "pairs": results,
         "auroc_by_n_pcs": sweep,
         "sd_ratio_synth_over_real": ratios,

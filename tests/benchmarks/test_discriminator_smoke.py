@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from .conftest import load_benchmark
 
@@ -23,3 +24,10 @@ def test_discriminator_smoke(tmp_path):
     assert "CD19+ B" in types
     assert np.isfinite(data["summary_stats_by_type"][0]["log_library_size_mean_real"])
     assert result["settings"]["smoke"] is True
+
+
+def test_discriminator_ae_epochs_cannot_reuse_a_saved_model(tmp_path):
+    bench = load_benchmark("discriminator")
+    assert bench.parse_args(["--ae-epochs", "96"]).ae_epochs == 96
+    with pytest.raises(SystemExit, match="--ae-epochs trains a new model"):
+        bench.main(["--model", str(tmp_path), "--ae-epochs", "96"])
