@@ -31,7 +31,10 @@ For each data set, rare type, ``n_rare`` and seed:
    the rare type (``ref_accuracy_test``: the same on the real test cells of the type).
 
 Printed: a table per (set, type, n_rare); written to ``--out``: ``augmentation.json`` (every
-per-seed record, the summary with CIs, the settings) and ``augmentation.md``.
+per-seed record, the summary with CIs, the settings) and ``augmentation.md``, both rewritten
+after every cut (marked incomplete until the run ends). A long protocol can be split by seed
+across processes or machines (``--seed-start 0 --seeds 3`` and ``--seed-start 3 --seeds 2``)
+and summarised together with ``--merge run1/augmentation.json run2/augmentation.json``.
 
 Run ``python benchmarks/augmentation.py --help``; ``--smoke`` is a one-minute check.
 """
@@ -39,6 +42,7 @@ Run ``python benchmarks/augmentation.py --help``; ``--smoke`` is a one-minute ch
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -93,6 +97,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--types", nargs="+", help="Rare types (each used in the sets that have it).")
     p.add_argument("--n-rare", type=int, nargs="+", default=[5, 10, 25, 50])
     p.add_argument("--seeds", type=int, default=5, help="Number of seeds (splits and cuts).")
+    p.add_argument(
+        "--seed-start", type=int, default=0,
+        help="First seed (seeds run from it): split one protocol across processes or machines.",
+    )  # fmt: skip
+    p.add_argument(
+        "--merge", type=Path, nargs="+", metavar="JSON",
+        help="Run nothing: summarise the cuts of several augmentation.json files into --out.",
+    )  # fmt: skip
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--guidance-grid", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     p.add_argument("--n-synth", type=int, help="Synthetic cells added (default: see above).")
@@ -104,10 +116,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-steps", type=int, default=50, help="SED's DDIM sampling steps.")
     p.add_argument("--device", default="cpu", choices=("cpu", "auto", "cuda"))
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1).")
-    p.add_argument("--smoke", action="store_true", help="Tiny: one type, n_rare 5, 2 seeds.")
+    p.add_argument(
+        "--smoke", action="store_true", help="Tiny: one type, n_rare 5, at most 2 seeds."
+    )
     args = p.parse_args(argv)
     if args.smoke:
-        args.n_rare, args.seeds, args.guidance_grid, args.n_steps = [5], 2, [1.0, 2.0], 2
+        args.n_rare, args.guidance_grid, args.n_steps = [5], [1.0, 2.0], 2
+        args.seeds = min(args.seeds, 2)
         args.sed_epochs, args.sed_diffusion_epochs, args.scvi_epochs = 1, 1, 1
     return args
 
@@ -268,7 +283,7 @@ def run_set(
     ``done(records, fidelity, skipped)`` is called after each cut with this set's results so far.
     """
     records, fidelity, skipped = [], [], []
-    for seed in range(args.seeds):
+    for seed in range(args.seed_start, args.seed_start + args.seeds):
         pool, val_rows, test_rows = split(a.obs[key], args, seed)
         val, test = a[val_rows].copy(), a[test_rows].copy()
         reference = Reference(a[pool], key, seed)
@@ -374,12 +389,53 @@ def write_results(
     return result
 
 
+#: Settings that may differ between runs that ``--merge`` combines (the rest must agree).
+MERGE_FREE = ("out", "seeds", "seed_start", "merge", "threads", "device")
+
+
+def merge(paths: Sequence[Path], args: argparse.Namespace) -> dict[str, Any]:
+    """Summarise the finished cuts of several runs (e.g. seeds run on other machines).
+
+    The runs must agree on every setting but those in :data:`MERGE_FREE`, and no
+    (set, type, ``n_rare``, seed) cut may appear twice. Incomplete runs contribute the cuts
+    they finished; the merged summary is complete when every run is.
+    """
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    first = {k: v for k, v in runs[0]["settings"].items() if k not in MERGE_FREE}
+    for path, run in zip(paths, runs, strict=True):
+        other = {k: v for k, v in run["settings"].items() if k not in MERGE_FREE}
+        if other != first:
+            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise SystemExit(f"{path} was run with other settings ({', '.join(diff)}); not merged.")
+    seen: dict[tuple, Path] = {}
+    for path, run in zip(paths, runs, strict=True):
+        for cut in run["per_cut"]:
+            key = (cut["set"], cut["type"], cut["n_rare"], cut["seed"])
+            if key in seen:
+                raise SystemExit(f"The cut {key} is in both {seen[key]} and {path}; not merged.")
+            seen[key] = path
+    merged = argparse.Namespace(**{**first, **{k: getattr(args, k) for k in MERGE_FREE}})
+    merged.merge = [str(p) for p in paths]
+    merged.seeds = sorted({key[3] for key in seen})
+    return write_results(
+        [r for run in runs for r in run["records"]],
+        [c for run in runs for c in run["per_cut"]],
+        [s for run in runs for s in run["skipped"]],
+        merged,
+        sum(run["seconds"] for run in runs),
+        complete=all(run.get("complete", True) for run in runs),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the protocol, print a table per case, write ``augmentation.json`` and ``.md``.
 
-    Both files are rewritten after every cut, marked incomplete until the run ends.
+    Both files are rewritten after every cut, marked incomplete until the run ends. With
+    ``--merge`` nothing is run: the given runs' cuts are summarised together.
     """
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args)
     quiet("sc_sed")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

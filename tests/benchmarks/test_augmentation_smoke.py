@@ -71,3 +71,37 @@ def test_augmentation_stopped_early_keeps_the_finished_cuts(tmp_path, monkeypatc
     assert all(row["n_seeds"] == 1 for row in data["summary"])
     md = (tmp_path / "augmentation.md").read_text()
     assert "Incomplete run" in md and "CD19+ B" in md
+
+
+def test_augmentation_runs_split_by_seed_merge_into_one_summary(tmp_path):
+    """Seeds run in two processes (--seed-start) summarise together as one run (--merge)."""
+    bench = load_benchmark("augmentation")
+    arms = ["--arms", "real", "duplicates", "sed"]
+    for start in (0, 1):
+        out = tmp_path / f"run{start}"
+        bench.main(
+            ["--smoke", "--seeds", "1", "--seed-start", str(start), "--out", str(out), *arms]
+        )
+    runs = [tmp_path / f"run{s}" / "augmentation.json" for s in (0, 1)]
+    assert [json.loads(p.read_text())["per_cut"][0]["seed"] for p in runs] == [0, 1]
+    merged = bench.main(["--merge", *map(str, runs), "--out", str(tmp_path / "merged")])
+    data = json.loads((tmp_path / "merged" / "augmentation.json").read_text())
+    assert data["complete"] is True and merged["settings"]["seeds"] == [0, 1]
+    assert {r["seed"] for r in data["records"]} == {0, 1}
+    assert all(row["n_seeds"] == 2 for row in data["summary"])
+    by = {(r["arm"], r["classifier"]): r for r in data["summary"]}
+    for arm in ("duplicates", "sed"):  # the paired difference is the mean of the two seeds'
+        diffs = [
+            {(r["arm"], r["classifier"]): r for r in json.loads(p.read_text())["summary"]}[
+                (arm, "logreg")
+            ]["vs_real"]["rare_f1"]["mean"]
+            for p in runs
+        ]
+        assert np.isclose(by[(arm, "logreg")]["vs_real"]["rare_f1"]["mean"], np.mean(diffs))
+    with pytest.raises(SystemExit, match="is in both"):  # the same cut twice
+        bench.main(["--merge", str(runs[0]), str(runs[0]), "--out", str(tmp_path / "twice")])
+    other = json.loads(runs[1].read_text())
+    other["settings"]["n_steps"] = 7
+    runs[1].write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="other settings .*n_steps"):
+        bench.main(["--merge", *map(str, runs), "--out", str(tmp_path / "mixed")])
