@@ -184,8 +184,14 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON, creating parent folders."""
+    """Write ``payload`` as indented JSON, creating parent folders.
+
+    The text goes to a temporary file beside ``path`` that then replaces it, so a run stopped
+    while writing (summaries are rewritten after every step of long runs) keeps the last file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
     return path
