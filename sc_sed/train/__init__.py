@@ -12,7 +12,7 @@ from ._datamodule import (
 )
 from ._distributed import global_rank, replicas_and_rank
 from ._latent_data import LatentDataModule
-from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, lr_factor
+from ._plans import AutoencoderTrainingPlan, DiffusionTrainingPlan, adam_optimizer, lr_factor
 from ._runner import (
     LatentStageTrainRunner,
     StageTrainRunner,
@@ -32,6 +32,7 @@ __all__ = [
     "StageTrainRunner",
     "global_rank",
     "TokenizingDataModule",
+    "adam_optimizer",
     "ValueRules",
     "check_values",
     "condition_block",
