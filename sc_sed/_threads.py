@@ -14,7 +14,8 @@ picks instead:
    that ended a minute ago and misses one that just started.
 
 Only the demo and the command line apply it (:func:`apply_threads`); library calls leave
-torch's setting alone, because a user may have called ``torch.set_num_threads``.
+torch's setting alone, because a user may have called ``torch.set_num_threads``
+(:func:`torch_threads_kept` keeps it across the scanpy and scikit-learn calls of ``tl``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +176,38 @@ def apply_threads(threads: int | None = None) -> int:
     torch.set_num_threads(count)
     logger.info("Using %d torch CPU thread(s).", count)
     return count
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Run the block and then give torch back the intra-op thread count it had before.
+
+    Third-party code that drives OpenMP resets the count torch reads, because torch shares
+    its OpenMP runtime with it: numba's parallel kernels (scanpy's Wilcoxon test in
+    ``rank_genes_groups``, its neighbours and UMAP) set one thread per core, and
+    ``threadpoolctl`` restores its limits from its own reading. A process set to one torch
+    thread then trains with one per core and oversubscribes a busy machine (several times
+    slower beside other jobs). :mod:`sc_sed.tl` wraps every such call in this.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+@contextmanager
+def single_openmp_thread() -> Iterator[None]:
+    """Run the block with OpenMP libraries limited to one thread; keep torch's thread count.
+
+    Small scikit-learn fits (the discriminators of :mod:`sc_sed.tl`) run faster, and never
+    stall a busy machine, without OpenMP threads. Torch's own count is kept
+    (:func:`torch_threads_kept`).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with torch_threads_kept(), threadpool_limits(limits=1, user_api="openmp"):
+        yield

@@ -1,10 +1,18 @@
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from sc_sed import _threads
-from sc_sed._threads import apply_threads, physical_cores, recommended_threads
+from sc_sed._threads import (
+    apply_threads,
+    physical_cores,
+    recommended_threads,
+    single_openmp_thread,
+    torch_threads_kept,
+)
 
 
 @pytest.fixture
@@ -75,3 +83,45 @@ def test_measured_busy_cpus_win_over_stale_load_average(clean_env, busy, expecte
     assert recommended_threads(cores=2, busy=lambda: busy) == expected
     clean_env.setattr(_threads.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
     assert recommended_threads(cores=2, busy=lambda: busy) == (1 if busy is None else expected)
+
+
+def test_torch_threads_kept_gives_torch_back_its_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch_threads_kept():
+            torch.set_num_threads(3)  # as numba's first parallel kernel does
+        assert torch.get_num_threads() == 1
+        with single_openmp_thread():
+            pass
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+#: A fresh process (numba resets OpenMP once, at its first parallel kernel: here scanpy's
+#: normalisation of the evaluation space) set to one torch thread, normalising cells as ``tl`` does;
+#: ``PATCH`` turns the fix off to show the check can fail.
+_EVALUATE = """
+import contextlib, importlib, os, torch
+torch.set_num_threads(1)
+assert torch.get_num_threads() == 1  # torch has set up its OpenMP threads
+import sc_sed
+if os.environ.get("PATCH"):
+    for name in ("_preprocess", "_markers", "_embed"):
+        module = importlib.import_module(f"sc_sed.tl.{name}")
+        module.torch_threads_kept = contextlib.nullcontext
+from sc_sed.tl._preprocess import _normalize  # the evaluation space of every tl comparison
+_normalize(sc_sed.datasets.pbmc68k_counts().layers["counts"][:300], normalize=True)
+print(torch.get_num_threads())
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: nothing to oversubscribe")
+def test_tl_normalisation_leaves_torch_at_one_thread():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("NUMBA_NUM_THREADS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _EVALUATE], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "1", out.stderr[-2000:]

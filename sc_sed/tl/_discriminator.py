@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from sc_sed._threads import single_openmp_thread
+
 from . import _metrics as M
 from ._checks import Matrix, _check_groupby, prepare_inputs
 from ._evaluate import ALL, _check_settings, _split_real, _str_labels
@@ -207,7 +209,9 @@ def discriminator_features(
         "real": eval_rows[_subsample(len(eval_rows), max_cells, rng)],
         "synth": _subsample(X["synth"].shape[0], max_cells, rng),
     }
-    feats = {k: _features(X[k][r], space, summaries=summaries, n_top=n_top) for k, r in rows.items()}
+    feats = {
+        k: _features(X[k][r], space, summaries=summaries, n_top=n_top) for k, r in rows.items()
+    }
     fit = _Fit(classifier, n_folds, n_repeats)
     tables, aurocs, n_rows = [], {}, {}
     for group, masks in _group_masks(rows, labels):
@@ -286,7 +290,9 @@ def _explain(
     drops, aurocs = _permutation_drops(data, target, splits, fit, seed, rng)
     is_pc = np.array(kind) == "pc"
     for key, cols in (("pcs_only", is_pc), ("summaries_only", ~is_pc)):
-        aurocs[key] = _oof_auroc(data[:, cols], target, splits, fit, seed) if cols.any() else nan[key]
+        aurocs[key] = (
+            _oof_auroc(data[:, cols], target, splits, fit, seed) if cols.any() else nan[key]
+        )
     real_x, synth_x = data[target == 0], data[target == 1]
     table = table.assign(
         importance=drops.mean(axis=1),
@@ -313,11 +319,11 @@ def _univariate(score, target: np.ndarray, values: np.ndarray) -> float:
 
 
 def _fit_folds(data, target, splits, fit: _Fit, seed: int) -> list:
-    from threadpoolctl import threadpool_limits
-
     # Small fits: OpenMP threads cost more than they save (and stall on a busy machine).
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return [M.make_classifier(fit.classifier, seed).fit(data[tr], target[tr]) for tr, _ in splits]
+    with single_openmp_thread():
+        return [
+            M.make_classifier(fit.classifier, seed).fit(data[tr], target[tr]) for tr, _ in splits
+        ]
 
 
 def _oof_proba(models, data: np.ndarray, splits) -> np.ndarray:
@@ -337,12 +343,11 @@ def _oof_auroc(data, target, splits, fit: _Fit, seed: int) -> float:
 def _permutation_drops(data, target, splits, fit: _Fit, seed: int, rng: np.random.Generator):
     """``(n_features, n_repeats)`` AUROC drops when one column is permuted within each test fold."""
     from sklearn.metrics import roc_auc_score
-    from threadpoolctl import threadpool_limits
 
     models = _fit_folds(data, target, splits, fit, seed)
     base = float(roc_auc_score(target, _oof_proba(models, data, splits)))
     drops = np.empty((data.shape[1], fit.n_repeats))
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with single_openmp_thread():
         for j in range(data.shape[1]):
             for r in range(fit.n_repeats):
                 permuted = data.copy()

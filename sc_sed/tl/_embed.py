@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from sc_sed._threads import torch_threads_kept
+
 from ._checks import Matrix, prepare_inputs
 from ._preprocess import _fit_pca_space, _normalize, _PCASpace, _subsample
 
@@ -182,5 +184,6 @@ def _neighbors_umap(adata: AnnData, *, n_neighbors: int, seed: int) -> None:
     import scanpy as sc
 
     k = min(n_neighbors, adata.n_obs - 1)
-    sc.pp.neighbors(adata, n_neighbors=k, use_rep="X_pca", random_state=seed)
-    sc.tl.umap(adata, random_state=seed)
+    with torch_threads_kept():  # numba's kernels reset torch's thread count
+        sc.pp.neighbors(adata, n_neighbors=k, use_rep="X_pca", random_state=seed)
+        sc.tl.umap(adata, random_state=seed)

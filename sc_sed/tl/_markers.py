@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from sc_sed._threads import torch_threads_kept
 from sc_sed._validation import check_count
 
 from ._checks import Matrix, prepare_inputs
@@ -330,9 +331,11 @@ def top_markers(
     obs = pd.DataFrame({"group": pd.Categorical(labels, categories=sorted(set(groups)))})
     obs.index = obs.index.astype(str)
     adata = AnnData(X, obs=obs, var=pd.DataFrame(index=genes))
-    sc.tl.rank_genes_groups(
-        adata, "group", groups=groups, reference="rest", method=method, n_genes=k, use_raw=False
-    )
+    with torch_threads_kept():  # numba's Wilcoxon kernels reset torch's thread count
+        sc.tl.rank_genes_groups(
+            adata, "group", groups=groups, reference="rest", method=method, n_genes=k,
+            use_raw=False,
+        )  # fmt: skip
     names = adata.uns["rank_genes_groups"]["names"]
     return {g: genes.get_indexer(np.asarray(names[g], dtype=str)) for g in groups}
 

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist, pdist
 
+from sc_sed._threads import single_openmp_thread
+
 logger = logging.getLogger(__name__)
 
 Classifier = Literal["gradient_boosting", "logistic"]
@@ -129,7 +131,6 @@ def discriminability_auroc(
     """
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import cross_val_predict
-    from threadpoolctl import threadpool_limits
 
     n = min(len(X), len(Y))
     if n < n_folds:
@@ -144,7 +145,7 @@ def discriminability_auroc(
         return float("nan")
     clf = make_classifier(classifier, seed)
     # Small fits: OpenMP threads cost more than they save (and stall on a busy machine).
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with single_openmp_thread():
         proba = cross_val_predict(clf, data, target, cv=splits, method="predict_proba")[:, 1]
     return float(roc_auc_score(target, proba))
 

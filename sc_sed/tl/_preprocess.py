@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from sc_sed._threads import torch_threads_kept
+
 from ._checks import Matrix
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,9 @@ def _normalize(X: Matrix, *, normalize: bool) -> Matrix:
     if not normalize:
         return out
     wrapped = AnnData(out)
-    sc.pp.normalize_total(wrapped, target_sum=TARGET_SUM)
-    sc.pp.log1p(wrapped)
+    with torch_threads_kept():  # numba's kernels reset torch's thread count
+        sc.pp.normalize_total(wrapped, target_sum=TARGET_SUM)
+        sc.pp.log1p(wrapped)
     return wrapped.X
 
 
