@@ -19,7 +19,7 @@ from scvi.data.fields import CategoricalJointObsField, CategoricalObsField
 from scvi.model.base import BaseModelClass
 
 from sc_sed import _defaults
-from sc_sed._defaults import SIZE_FIELDS, Preset, choose_sizes
+from sc_sed._defaults import SIZE_FIELDS, Preset, choose_sizes, denoiser_widths
 from sc_sed._docs import docs
 from sc_sed._validation import check_int
 from sc_sed.data import check_matrix, pairs_to_csr
@@ -258,7 +258,8 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     **module_kwargs
         Further :class:`~sc_sed.module.SEDModule` keywords, whose defaults are
         :data:`~sc_sed.model.MODULE_DEFAULTS`: e.g. ``n_ff``, ``dropout_rate``,
-        ``kl_weight``, ``denoiser_widths``, ``cond_dropout``, ``block_size``, and
+        ``kl_weight``, ``cond_dropout``, ``block_size``, ``denoiser_widths`` (recipe:
+        8, 8, 4, 2 times ``n_latent``), and
         ``n_encoder_pcs``: the encoder also reads each row's scores on this many
         principal components of the registered rows (``normalize_total`` + ``log1p`` for
         counts), fitted once when training starts (recipe: 32, at most
@@ -314,6 +315,8 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
             n_ff=module_kwargs.pop("n_ff", None),
             n_encoder_pcs=module_kwargs.pop("n_encoder_pcs", None),
         )
+        if module_kwargs.get("denoiser_widths") is None:
+            module_kwargs["denoiser_widths"] = denoiser_widths(sizes["n_latent"])
         # kept so that train(seed=...) can draw the initial weights again from its seed
         self._module_kwargs = dict(
             n_features=stats["n_vars"],
@@ -383,14 +386,16 @@ class SEDModel(MuDataSetupMixin, TrainingMixin, GenerationMixin, BaseModelClass)
     def recipe_(self) -> dict[str, Any]:
         """Sizes and training budgets this model was built and trained with.
 
-        The preset, the module sizes, and, once a stage has trained, its minibatch size
-        and epochs (``batch_size``, ``max_epochs``, ``diffusion_batch_size``,
-        ``diffusion_max_epochs``).
+        The preset, the module sizes (with the denoiser's widths), and, once a stage has
+        trained, its minibatch size and epochs (``batch_size``, ``max_epochs``,
+        ``diffusion_batch_size``, ``diffusion_max_epochs``).
         """
         non_kwargs = self.init_params_["non_kwargs"]
         module_kwargs = self.init_params_["kwargs"].get("module_kwargs", {})
         out = {k: non_kwargs[k] for k in ("preset", *SIZE_FIELDS) if k in non_kwargs}
         out.update({k: module_kwargs[k] for k in SIZE_FIELDS if k in module_kwargs})
+        if "denoiser_widths" in module_kwargs:
+            out["denoiser_widths"] = tuple(module_kwargs["denoiser_widths"])
         for name in ("batch_size", "max_epochs", "diffusion_batch_size", "diffusion_max_epochs"):
             value = getattr(self, f"recipe_{name}_", None)
             if value is not None:

@@ -279,6 +279,27 @@ def test_model_file_from_before_the_flags_loads_with_their_earlier_values(tmp_pa
     assert loaded.recipe_["preset"] == "gpu"  # the earlier training budgets
 
 
+def test_model_file_without_denoiser_widths_loads_with_the_earlier_fixed_widths(tmp_path):
+    """Files written before the widths followed the latent were built at 512-512-256-128."""
+    adata = tiny_counts()
+    sc_sed.SEDModel.setup_anndata(adata, layer="counts")
+    model = sc_sed.SEDModel(adata, preset="cpu", n_hidden=16, n_latent=4, n_heads=2)
+    assert model.recipe_["denoiser_widths"] == (32, 32, 16, 8)  # this version's rule
+    earlier = sc_sed.SEDModel(
+        adata, preset="cpu", n_hidden=16, n_latent=4, n_heads=2,
+        denoiser_widths=(512, 512, 256, 128),
+    )  # fmt: skip
+    earlier.save(tmp_path / "m")
+
+    def drop_widths(doc):  # as the recipe's first version wrote it
+        doc["init_params"]["kwargs"]["module_kwargs"].pop("denoiser_widths")
+
+    _edit_json(tmp_path / "m", drop_widths)
+    loaded = sc_sed.SEDModel.load(tmp_path / "m", adata=adata)  # strict: every tensor matches
+    _same_module(earlier, loaded)
+    assert loaded.recipe_["denoiser_widths"] == (512, 512, 256, 128)
+
+
 def test_saved_model_keeps_its_recipe_on_any_device(tmp_path):
     """The chosen sizes are written explicitly, so loading never re-chooses them."""
     adata = tiny_counts()
@@ -454,9 +475,7 @@ def test_index_context_rank_reaches_the_head_and_survives_save_and_load(tmp_path
     """``context_rank`` (a module argument) sets the factorised head's per-feature term."""
     adata = tiny_counts()
     sc_sed.SEDModel.setup_anndata(adata, layer="counts")
-    model = sc_sed.SEDModel(
-        adata, index_head="factorised", context_width=0, context_rank=5, **TINY
-    )
+    model = sc_sed.SEDModel(adata, index_head="factorised", context_width=0, context_rank=5, **TINY)
     head = model.module.decoder.index_head
     assert head.context_offset.shape[-1] == head.context_rank.out_features == 5
     with torch.no_grad():

@@ -53,6 +53,23 @@ def test_preset_sizes_build_the_module_and_are_recorded(adata, preset, caplog):
     assert sum("recipe" in r.message for r in caplog.records) == 1  # logged once
 
 
+@pytest.mark.parametrize(("preset", "given"), [("cpu", None), ("gpu", None), ("cpu", 8)])
+def test_denoiser_widths_follow_the_latent_size(adata, preset, given):
+    model = sc_sed.SEDModel(adata, preset=preset, n_latent=given)
+    n_latent = given or PRESETS[preset].n_latent
+    widths = tuple(m * n_latent for m in (8, 8, 4, 2))
+    assert model.recipe_["denoiser_widths"] == widths
+    assert model.module.diffusion.denoiser.inp.out_features == widths[0]
+    assert model.module.diffusion.denoiser.mid.lin1.out_features == widths[-1]
+    assert model.init_params_["kwargs"]["module_kwargs"]["denoiser_widths"] == widths  # saved
+
+
+def test_given_denoiser_widths_win(adata):
+    model = sc_sed.SEDModel(adata, preset="cpu", denoiser_widths=(24, 12))
+    assert model.recipe_["denoiser_widths"] == (24, 12)
+    assert model.module.diffusion.denoiser.inp.out_features == 24
+
+
 def test_given_values_win_and_n_ff_follows_n_hidden(adata):
     model = sc_sed.SEDModel(adata, preset="gpu", n_hidden=16, n_heads=2, n_encoder_pcs=3)
     assert model.recipe_["n_hidden"] == 16 and model.recipe_["n_ff"] == 32
@@ -85,9 +102,7 @@ def test_budget_rule_follows_the_table():
 
 
 def test_train_uses_and_records_the_recipe_budget(adata):
-    model = sc_sed.SEDModel(
-        adata, preset="cpu", n_hidden=16, n_latent=4, denoiser_widths=(16, 8)
-    )
+    model = sc_sed.SEDModel(adata, preset="cpu", n_hidden=16, n_latent=4, denoiser_widths=(16, 8))
     model.train_autoencoder(1, **FIT)  # batch size from the recipe
     assert model.recipe_["batch_size"] == PRESETS["cpu"].batch_size
     assert model.recipe_["max_epochs"] == 1
