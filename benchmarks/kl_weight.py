@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, quiet, resolve_device, t_interval, write_json  # noqa: E402
-from discriminator import sd_ratios  # noqa: E402
+from discriminator import _mix, _with_counts, sd_ratios  # noqa: E402
 
 import sc_sed  # noqa: E402
 from sc_sed._demo import stratified_split  # noqa: E402
@@ -105,17 +105,6 @@ def paired_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per column, the correlation across rows of ``a`` and ``b`` (same rows, same order)."""
     a, b = a - a.mean(0), b - b.mean(0)
     return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
-
-
-def _with_counts(adata):
-    if LAYER not in adata.layers:
-        adata.layers[LAYER] = adata.X.copy()
-    return adata
-
-
-def _mix(adata) -> dict[str, int]:
-    counts = adata.obs[LABELS].value_counts()
-    return {str(k): int(v) for k, v in counts.items() if v > 0}
 
 
 def run_arm(train, heldout, kl_weight: float, seed: int, args: argparse.Namespace) -> dict:
