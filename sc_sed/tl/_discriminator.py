@@ -113,6 +113,7 @@ def discriminator_features(
     n_repeats: int = 5,
     seed: int = 0,
     align: bool = False,
+    reference: AnnData | None = None,
 ) -> pd.DataFrame:
     """Explain the real-vs-synthetic discriminator: which features give synthetic rows away.
 
@@ -124,10 +125,19 @@ def discriminator_features(
     ``log_library_size``, ``log_n_detected`` and ``top{n_top}_fraction``. A generator whose rows
     are right in shape but wrong in depth is caught by the summaries, not by the normalised PCs.
 
+    The space must be fitted on rows that are not shared between the compared sets and the
+    generator's training data. Rows a PCA was fitted on lie farther out along its minor
+    components than fresh rows of the same population (with a few hundred rows, about twice
+    the SD). So if ``real`` holds the generator's *training* rows, even a generator that only
+    copies them is told apart, since half of its copies are of rows the PCA saw. To compare
+    with training rows (reconstructions, memorisation checks), pass rows nobody trained on as
+    ``reference``.
+
     Parameters
     ----------
     real
-        Held-out real data (never the rows the generator was trained on).
+        Held-out real data (never the rows the generator was trained on), unless ``reference``
+        is given.
     synth
         Synthetic data with the same features (``var_names``).
     layer
@@ -159,6 +169,11 @@ def discriminator_features(
         Seed of the subsamples, the folds, the classifier and the permutations.
     align
         Use the shared features (with a warning) when the feature sets differ.
+    reference
+        Real rows to fit the evaluation space on (at most ``max_cells`` of them), with the same
+        features and ``layer``; then every row of ``real`` is compared. ``None`` fits it on a
+        held-aside half of ``real``. Give rows that are in neither set and were not trained on
+        when ``real`` holds a generator's training rows.
 
     Returns
     -------
@@ -199,12 +214,17 @@ def discriminator_features(
     labels = {}
     if groupby is not None:
         labels = {k: _str_labels(v) for k, v in _check_groupby(adatas, groupby).items()}
+    if reference is not None:
+        adatas["reference"] = reference
     X = prepare_inputs(adatas, layer=layer, normalize=normalize, align=align).X
     rng = np.random.default_rng(seed)
-    fit_rows, eval_rows = _split_real(X["real"].shape[0], max_cells, rng)
-    space = _fit_pca_space(
-        X["real"][fit_rows], normalize=normalize, n_pcs=n_pcs, n_hvg=n_hvg, seed=seed
-    )
+    if reference is None:
+        fit_rows, eval_rows = _split_real(X["real"].shape[0], max_cells, rng)
+        X_fit = X["real"][fit_rows]
+    else:
+        X_fit = X["reference"][_subsample(X["reference"].shape[0], max_cells, rng)]
+        eval_rows = np.arange(X["real"].shape[0])
+    space = _fit_pca_space(X_fit, normalize=normalize, n_pcs=n_pcs, n_hvg=n_hvg, seed=seed)
     rows = {
         "real": eval_rows[_subsample(len(eval_rows), max_cells, rng)],
         "synth": _subsample(X["synth"].shape[0], max_cells, rng),
@@ -232,6 +252,7 @@ def discriminator_features(
         "groupby": groupby,
         "layer": layer,
         "seed": seed,
+        "reference": reference is not None,
     }
     return df
 

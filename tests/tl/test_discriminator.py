@@ -156,3 +156,34 @@ def test_not_anndata_and_feature_mismatch(real, same):
         sc_sed.tl.discriminator_features(real.X, same)
     with pytest.raises(ValueError, match="align=True"):
         sc_sed.tl.discriminator_features(real, same[:, :50])
+
+
+def _copies(adata: ad.AnnData, seed: int = 0) -> ad.AnnData:
+    """A 'generator' that only copies rows of ``adata`` (drawn with replacement)."""
+    rng = np.random.default_rng(seed)
+    out = adata[rng.integers(0, adata.n_obs, adata.n_obs)].copy()
+    out.obs_names = [f"copy{i}" for i in range(out.n_obs)]
+    return out
+
+
+def test_reference_fits_the_space_on_rows_outside_both_sets(counts_factory):
+    # Compared with the rows it copied, a copying generator is told apart when the PCA is
+    # fitted on half of those rows (they lie farther out along its minor components), and is
+    # not when the PCA is fitted on rows of the same population that are in neither set.
+    train = counts_factory(300, 400, seed=1, prefix="train")
+    fresh = counts_factory(300, 400, seed=5, prefix="fresh")
+    copies = _copies(train)
+    kw = {"n_pcs": 20, "n_folds": 3, "n_repeats": 1}
+    in_sample = sc_sed.tl.discriminator_features(train, copies, **kw)
+    outside = sc_sed.tl.discriminator_features(train, copies, reference=fresh, **kw)
+    assert _auroc(in_sample) > 0.62
+    assert 0.4 < _auroc(outside) < 0.57
+    assert outside.attrs["sc_sed"]["reference"] and not in_sample.attrs["sc_sed"]["reference"]
+    # every real row is compared when the space comes from the reference
+    assert outside.attrs["sc_sed"]["n_rows"]["all"] == {"real": 300, "synth": 300}
+    assert in_sample.attrs["sc_sed"]["n_rows"]["all"]["real"] == 150
+
+
+def test_reference_with_other_features_is_refused(real, same):
+    with pytest.raises(ValueError, match="align=True"):
+        sc_sed.tl.discriminator_features(real, same, reference=same[:, :50])
