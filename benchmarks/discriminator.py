@@ -9,8 +9,12 @@ regression, overall and per cell type, on three pairs:
 
 * ``heldout``: held-out real cells vs synthetic cells of their label mix (``evaluate``'s protocol;
   only 140 real cells, half of them spent on the PCA, so it is noisy);
-* ``train``: training cells vs synthetic cells of the training mix (4x the rows: more power; a
-  generator that copied training cells would score lower here, not higher);
+* ``train``: training cells vs synthetic cells of the training mix (4x the rows: more power),
+  with the PCA fitted on the held-out cells (``reference=``): fitted on training cells, it
+  would spread the very cells a generator learned from wider than fresh ones, and even copies
+  of the training cells would be told apart;
+* ``copies``: training cells vs copies of them drawn with replacement, in that same space: what
+  a generator that only memorised its training cells scores there (about 0.5);
 * ``real_vs_real``: training cells vs held-out real cells, the chance reference.
 
 Per cell type it also prints mean and SD of the per-cell summaries (:func:`sc_sed.tl.row_summaries`)
@@ -89,14 +93,16 @@ def get_model(train, args: argparse.Namespace) -> tuple[Any, float]:
     return model, seconds
 
 
-def explain(real, synth, args: argparse.Namespace) -> tuple[dict[str, Any], pd.DataFrame]:
+def explain(
+    real, synth, args: argparse.Namespace, reference=None
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """AUROCs and the top features, overall and per type, for each classifier; the trees' table."""
     out, tables = {}, {}
     for classifier in CLASSIFIERS:
         df = tables[classifier] = sc_sed.tl.discriminator_features(
             real, synth, layer=LAYER, groupby=LABELS, classifier=classifier, seed=args.seed,
             n_repeats=1 if args.smoke else args.n_repeats, n_folds=3 if args.smoke else 5,
-            n_pcs=5 if args.smoke else 30,
+            n_pcs=5 if args.smoke else 30, reference=reference,
         )  # fmt: skip
         per_group = {}
         for group, sub in df.groupby("group", sort=False):
@@ -114,7 +120,7 @@ def explain(real, synth, args: argparse.Namespace) -> tuple[dict[str, Any], pd.D
     return out, tables["gradient_boosting"]
 
 
-def pc_sweep(real, synth, args: argparse.Namespace) -> dict[str, dict[int, float]]:
+def pc_sweep(real, synth, args: argparse.Namespace, reference=None) -> dict[str, dict[int, float]]:
     """Out-of-fold AUROC on the first k PCs only (no summaries), for each classifier and k."""
     out = {}
     for classifier in CLASSIFIERS:
@@ -122,7 +128,7 @@ def pc_sweep(real, synth, args: argparse.Namespace) -> dict[str, dict[int, float
         for k in (2, 5, 10, 20, 30) if not args.smoke else (2, 5):
             df = sc_sed.tl.discriminator_features(
                 real, synth, layer=LAYER, n_pcs=k, summaries=False, classifier=classifier,
-                seed=args.seed, n_repeats=1, n_folds=3 if args.smoke else 5,
+                seed=args.seed, n_repeats=1, n_folds=3 if args.smoke else 5, reference=reference,
             )  # fmt: skip
             out[classifier][k] = df.attrs["sc_sed"]["auroc"]["all"]["pcs_only"]
     return out
@@ -187,16 +193,28 @@ def _print(results: dict[str, Any]) -> None:
     print(pd.DataFrame(rows).to_string(float_format=lambda v: f"{v:.3f}", index=False))
 
 
-def _stages(model, train, args: argparse.Namespace, gen: dict) -> dict[str, tuple]:
+def _stages(model, train, heldout, args: argparse.Namespace, gen: dict) -> dict[str, tuple]:
     """Training cells against the decoder alone and against their partly re-noised latents.
 
     ``reconstructed``: each training cell encoded and decoded (the decoder's sampling only);
     ``like_0.5``: ``generate(like=train, strength=0.5)`` (latents half re-noised and denoised);
-    ``train`` (the training label mix from pure noise) is the full generator.
+    ``train`` (the training label mix from pure noise) is the full generator. Each is scored in
+    the space fitted on ``heldout``.
     """
     rec = model.reconstruct(train, seed=args.seed)
     like = model.generate(like=train, strength=0.5, seed=args.seed, **gen)
-    return {"reconstructed": (train, _with_counts(rec)), "like_0.5": (train, _with_counts(like))}
+    return {
+        "reconstructed": (train, _with_counts(rec), heldout),
+        "like_0.5": (train, _with_counts(like), heldout),
+    }
+
+
+def _copies(adata, seed: int):
+    """Rows of ``adata`` drawn with replacement: a generator that only memorised them."""
+    rows = np.random.default_rng(seed).integers(0, adata.n_obs, adata.n_obs)
+    out = adata[rows].copy()
+    out.obs_names = [f"copy{i}" for i in range(out.n_obs)]
+    return out
 
 
 def _with_counts(adata):
@@ -222,19 +240,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         gen = {"n_steps": 2 if args.smoke else args.n_steps, "enable_progress_bar": False}
         synth_held = model.generate(None, labels=_mix(heldout), seed=args.seed, **gen)
         synth_train = model.generate(None, labels=_mix(train), seed=args.seed + 1, **gen)
-        stages = _stages(model, train, args, gen) if args.stages else {}
+        stages = _stages(model, train, heldout, args, gen) if args.stages else {}
     finally:
         torch.set_num_threads(threads)
-    pairs = {
-        "heldout": (heldout, synth_held),
-        "train": (train, synth_train),
-        "real_vs_real": (train, heldout),
+    pairs = {  # name: (real, synthetic, reference of the PCA; None = a held-aside half of real)
+        "heldout": (heldout, synth_held, None),
+        "train": (train, synth_train, heldout),
+        "copies": (train, _copies(train, args.seed), heldout),
+        "real_vs_real": (train, heldout, None),
         **stages,
     }
-    explained = {name: explain(real, synth, args) for name, (real, synth) in pairs.items()}
+    explained = {name: explain(*pair[:2], args, pair[2]) for name, pair in pairs.items()}
     results = {name: out for name, (out, _) in explained.items()}
     _print(results)
-    sweep = {name: pc_sweep(real, synth, args) for name, (real, synth) in pairs.items()}
+    sweep = {name: pc_sweep(*pair[:2], args, pair[2]) for name, pair in pairs.items()}
     ratios = {name: sd_ratios(trees) for name, (_, trees) in explained.items()}
     _figure(explained["train"][1], Path(args.out))
     for name in pairs:

@@ -9,7 +9,15 @@ real variance (an SD ratio near 1.41). A larger weight keeps the noise out of th
 For each KL weight (and seed) SED is built with the CPU recipe and that ``kl_weight`` on
 the demo's training split of the bundled PBMC counts (20% of each label held out), its
 autoencoder trained, and the training cells reconstructed (encoded and decoded, one decoder
-draw). Per arm:
+draw). Every PCA here is fitted on the held-out cells, which neither the model nor the
+compared sets contain: a PCA fitted on the training cells themselves spreads them about twice
+as wide along PCs 7-30 as any fresh cell, so a copy of the training set would look too broad
+(``tl.discriminator_features``, "reference"). Per seed:
+
+* ``floor_auroc``: the trees telling one random half of the training cells from the other
+  (the reference for the AUROCs below; about 0.5).
+
+Per arm:
 
 * ``rec_auroc``: gradient-boosted trees telling training cells from their reconstructions
   (:func:`sc_sed.tl.discriminator_features`, 30 PCs and the per-cell summaries);
@@ -20,10 +28,14 @@ draw). Per arm:
   carries);
 * with ``--generate``: the diffusion trained too, the held-out label mix generated and
   scored by :func:`sc_sed.tl.evaluate` (``discriminability_auroc``, ``mmd``,
-  ``label_accuracy``), and ``gen_sd_pc7_30`` for generated cells of the training mix.
+  ``label_accuracy``); and for generated cells of the training mix (as many cells as the
+  training split, so the trees have enough cells to see minor PCs) ``gen_auroc``, the
+  gradient-boosted trees telling them from the training cells, and ``gen_sd_pc7_30``.
 
 Paired by seed with 95% t-intervals against the first weight. The table is printed and
-written to ``--out/kl_weight.json`` after every arm.
+written to ``--out/kl_weight.json`` after every arm. Runs split over processes (other
+weights or seeds) are summarised together with ``--merge a/kl_weight.json b/kl_weight.json``
+(the first weight given, or of the first file, is the reference).
 
 Run ``python benchmarks/kl_weight.py --help``; ``--smoke`` is a seconds-long check.
 """
@@ -31,6 +43,7 @@ Run ``python benchmarks/kl_weight.py --help``; ``--smoke`` is a seconds-long che
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +67,7 @@ LAYER = "counts"
 LABELS = "bulk_labels"
 COLUMNS = (
     "ae_seconds",
+    "floor_auroc",
     "rec_auroc",
     "rec_sd_pc1_6",
     "rec_sd_pc7_30",
@@ -62,8 +76,11 @@ COLUMNS = (
     "discriminability_auroc",
     "mmd",
     "label_accuracy",
+    "gen_auroc",
     "gen_sd_pc7_30",
 )
+#: The weights run when ``--kl-weights`` is not given.
+KL_WEIGHTS = (1e-6, 1e-3, 1e-2, 1e-1, 1.0)
 #: Tiny sizes and epochs for ``--smoke`` (a check that the script runs, not a measurement).
 SMOKE_SED = {"n_hidden": 16, "n_latent": 4, "denoiser_widths": (16, 8)}
 
@@ -78,17 +95,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--kl-weights",
         type=float,
         nargs="+",
-        default=[1e-6, 1e-3, 1e-2, 1e-1, 1.0],
-        help="KL weights; the first is the reference of the paired differences.",
+        default=None,
+        help="KL weights; the first is the reference of the paired differences "
+        f"(default {' '.join(f'{w:g}' for w in KL_WEIGHTS)}; with --merge, the files' weights).",
     )
     p.add_argument("--generate", action="store_true", help="Also train the diffusion and score.")
     p.add_argument("--n-steps", type=int, default=50, help="DDIM sampling steps.")
     p.add_argument("--smoke", action="store_true", help="Tiny model, one epoch each.")
+    p.add_argument(
+        "--merge", type=Path, nargs="+", metavar="JSON",
+        help="Summarise these runs' kl_weight.json together into --out; nothing is trained.",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
-def pc_scores(train, others: Sequence[Any], n_pcs: int) -> list[np.ndarray]:
-    """PC scores (fitted on ``train``, normalised to 1e4 and ``log1p``) of ``train`` and ``others``."""
+def pc_scores(fit_on, others: Sequence[Any], n_pcs: int) -> list[np.ndarray]:
+    """PC scores of ``others`` in the PCA fitted on ``fit_on`` (normalised to 1e4, ``log1p``)."""
     from sklearn.decomposition import PCA
 
     def lognorm(adata) -> np.ndarray:
@@ -97,8 +119,8 @@ def pc_scores(train, others: Sequence[Any], n_pcs: int) -> list[np.ndarray]:
         sc.pp.log1p(a)
         return np.asarray(a.X.todense() if hasattr(a.X, "todense") else a.X)
 
-    pca = PCA(n_components=n_pcs, random_state=0).fit(lognorm(train))
-    return [pca.transform(lognorm(a)) for a in (train, *others)]
+    pca = PCA(n_components=n_pcs, random_state=0).fit(lognorm(fit_on))
+    return [pca.transform(lognorm(a)) for a in others]
 
 
 def paired_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -107,7 +129,25 @@ def paired_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
 
 
-def run_arm(train, heldout, kl_weight: float, seed: int, args: argparse.Namespace) -> dict:
+def trees_auroc(real, synth, heldout, seed: int, args: argparse.Namespace):
+    """:func:`sc_sed.tl.discriminator_features` (trees) in the space fitted on ``heldout``."""
+    return sc_sed.tl.discriminator_features(
+        real, synth, layer=LAYER, classifier="gradient_boosting", seed=seed, n_repeats=1,
+        n_folds=3 if args.smoke else 5, n_pcs=5 if args.smoke else 30, reference=heldout,
+    )  # fmt: skip
+
+
+def floor_auroc(train, heldout, seed: int, args: argparse.Namespace) -> float:
+    """The trees' AUROC between two random halves of ``train`` (the AUROCs' reference)."""
+    halves = np.random.default_rng(seed).permutation(train.n_obs)
+    a, b = np.sort(halves[: train.n_obs // 2]), np.sort(halves[train.n_obs // 2 :])
+    table = trees_auroc(train[a].copy(), train[b].copy(), heldout, seed, args)
+    return table.attrs["sc_sed"]["auroc"]["all"]["all_features"]
+
+
+def run_arm(
+    train, heldout, kl_weight: float, seed: int, args: argparse.Namespace, floor: float
+) -> dict:
     """Train one arm and return its row of :data:`COLUMNS` (None where not measured)."""
     train = train.copy()
     sc_sed.SEDModel.setup_anndata(train, layer=LAYER, labels_key=LABELS)
@@ -118,14 +158,12 @@ def run_arm(train, heldout, kl_weight: float, seed: int, args: argparse.Namespac
     model.train_autoencoder(1 if args.smoke else None, accelerator="cpu", enable_progress_bar=False)
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(kl_weight=kl_weight, seed=seed, ae_seconds=time.perf_counter() - start)
+    row["floor_auroc"] = floor
     rec = _with_counts(model.reconstruct(train, seed=seed))
     n_pcs = 5 if args.smoke else 30
-    trees = sc_sed.tl.discriminator_features(
-        train, rec, layer=LAYER, classifier="gradient_boosting", seed=seed, n_repeats=1,
-        n_folds=3 if args.smoke else 5, n_pcs=n_pcs,
-    )  # fmt: skip
+    trees = trees_auroc(train, rec, heldout, seed, args)
     row["rec_auroc"] = trees.attrs["sc_sed"]["auroc"]["all"]["all_features"]
-    real_scores, rec_scores = pc_scores(train, [rec], n_pcs)
+    real_scores, rec_scores = pc_scores(heldout, [train, rec], n_pcs)
     sd = rec_scores.std(0) / real_scores.std(0)
     corr = paired_corr(real_scores, rec_scores)
     cut = min(6, n_pcs - 1)
@@ -151,10 +189,8 @@ def run_arm(train, heldout, kl_weight: float, seed: int, args: argparse.Namespac
             values = overall.loc[overall["metric"] == name, "value"]
             row[name] = float(values.iloc[0]) if len(values) else None
         synth_train = _with_counts(model.generate(None, labels=_mix(train), seed=seed + 1, **gen))
-        gen_trees = sc_sed.tl.discriminator_features(
-            train, synth_train, layer=LAYER, classifier="gradient_boosting", seed=seed,
-            n_repeats=1, n_folds=3 if args.smoke else 5, n_pcs=n_pcs,
-        )  # fmt: skip
+        gen_trees = trees_auroc(train, synth_train, heldout, seed, args)
+        row["gen_auroc"] = gen_trees.attrs["sc_sed"]["auroc"]["all"]["all_features"]
         pcs = [v for f, v in sd_ratios(gen_trees).items() if f.startswith("PC")]
         row["gen_sd_pc7_30"] = float(np.median(pcs[cut:]))
     return row
@@ -183,9 +219,56 @@ def summarise(runs: list[dict], weights: Sequence[float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Settings that may differ between runs that ``--merge`` combines (the rest must agree).
+MERGE_FREE = ("seeds", "kl_weights", "threads")
+
+
+def merge(paths: Sequence[Path], out: Path, weights: Sequence[float] | None) -> dict[str, Any]:
+    """Summarise the runs of several ``kl_weight.json`` files together (no training).
+
+    The files must agree on every setting but seeds, weights and threads, and no
+    (weight, seed) arm may be in two of them. ``weights`` orders the summary (its first is
+    the reference); by default the files' weights in order of first appearance.
+    """
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    first = {k: v for k, v in results[0]["settings"].items() if k not in MERGE_FREE}
+    runs: list[dict] = []
+    seen: dict[tuple[float, int], Path] = {}
+    for path, res in zip(paths, results, strict=True):
+        other = {k: v for k, v in res["settings"].items() if k not in MERGE_FREE}
+        if other != first:
+            diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            raise SystemExit(f"{path} was run with other settings ({', '.join(diff)}); not merged.")
+        for run in res["runs"]:
+            key = (run["kl_weight"], run["seed"])
+            if key in seen:
+                raise SystemExit(f"The arm {key} is in both {seen[key]} and {path}; not merged.")
+            seen[key] = path
+            runs.append(run)
+    order = list(weights) if weights else list(dict.fromkeys(r["kl_weight"] for r in runs))
+    table = summarise(runs, order)
+    result = {
+        "dataset": results[0]["dataset"],
+        "settings": {**first, "seeds": sorted({r["seed"] for r in runs}), "kl_weights": order,
+                     "threads": sorted({r["settings"]["threads"] for r in results}),
+                     "merged": [str(p) for p in paths]},
+        "complete": all(r["complete"] for r in results),
+        "runs": runs,
+        "summary": table.to_dict(orient="records"),
+        "environment": results[0]["environment"],
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "kl_weight.json", result)
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run every (weight, seed) arm; print the table and write ``kl_weight.json`` as it goes."""
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out), args.kl_weights)
+    args.kl_weights = list(args.kl_weights or KL_WEIGHTS)
     quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -198,9 +281,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for seed in args.seeds:
             train_idx, held_idx = stratified_split(adata.obs[LABELS], 0.2, seed)
             train, heldout = adata[train_idx].copy(), adata[held_idx].copy()
+            floor = floor_auroc(train, heldout, seed, args)
             for w in args.kl_weights:
                 print(f"seed {seed}, kl_weight {w:g} ...", flush=True)
-                runs.append(run_arm(train, heldout, w, seed, args))
+                runs.append(run_arm(train, heldout, w, seed, args, floor))
                 print({k: v for k, v in runs[-1].items() if v is not None}, flush=True)
                 table = summarise(runs, args.kl_weights)
                 result = {

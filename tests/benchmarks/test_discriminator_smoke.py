@@ -9,9 +9,16 @@ from .conftest import load_benchmark
 
 
 def test_discriminator_smoke(tmp_path):
-    result = load_benchmark("discriminator").main(["--smoke", "--out", str(tmp_path)])
+    result = load_benchmark("discriminator").main(["--smoke", "--stages", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "discriminator.json").read_text())
-    assert set(data["pairs"]) == {"heldout", "train", "real_vs_real"}
+    assert set(data["pairs"]) == {
+        "heldout",
+        "train",
+        "copies",
+        "real_vs_real",
+        "reconstructed",
+        "like_0.5",
+    }
     for pair in data["pairs"].values():
         assert set(pair) == {"gradient_boosting", "logistic"}
         overall = pair["gradient_boosting"]["all"]
