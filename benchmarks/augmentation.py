@@ -389,8 +389,9 @@ def write_results(
     return result
 
 
-#: Settings that may differ between runs that ``--merge`` combines (the rest must agree).
-MERGE_FREE = ("out", "seeds", "seed_start", "merge", "threads", "device")
+#: Settings that may differ between runs that ``--merge`` combines (the rest must agree):
+#: runs may cover other seeds, rare types and ``n_rare`` (cuts are told apart by all three).
+MERGE_FREE = ("out", "seeds", "seed_start", "merge", "threads", "device", "types", "n_rare")
 
 
 def merge(paths: Sequence[Path], args: argparse.Namespace) -> dict[str, Any]:
@@ -417,6 +418,8 @@ def merge(paths: Sequence[Path], args: argparse.Namespace) -> dict[str, Any]:
     merged = argparse.Namespace(**{**first, **{k: getattr(args, k) for k in MERGE_FREE}})
     merged.merge = [str(p) for p in paths]
     merged.seeds = sorted({key[3] for key in seen})
+    merged.n_rare = sorted({key[2] for key in seen})
+    merged.types = sorted({key[1] for key in seen})
     return write_results(
         [r for run in runs for r in run["records"]],
         [c for run in runs for c in run["per_cut"]],

@@ -100,6 +100,17 @@ def test_augmentation_runs_split_by_seed_merge_into_one_summary(tmp_path):
         assert np.isclose(by[(arm, "logreg")]["vs_real"]["rare_f1"]["mean"], np.mean(diffs))
     with pytest.raises(SystemExit, match="is in both"):  # the same cut twice
         bench.main(["--merge", str(runs[0]), str(runs[0]), "--out", str(tmp_path / "twice")])
+    # runs over other n_rare (or types) merge; the summary lists every case
+    wider = json.loads(runs[1].read_text())
+    wider["settings"]["n_rare"] = [25]
+    for item in (*wider["records"], *wider["per_cut"]):
+        item["n_rare"] = 25
+    (tmp_path / "wider.json").write_text(json.dumps(wider))
+    both = bench.main(
+        ["--merge", str(runs[0]), str(tmp_path / "wider.json"), "--out", str(tmp_path / "both")]
+    )
+    assert both["settings"]["n_rare"] == [5, 25]
+    assert {r["n_rare"] for r in both["summary"]} == {5, 25}
     other = json.loads(runs[1].read_text())
     other["settings"]["n_steps"] = 7
     runs[1].write_text(json.dumps(other))
