@@ -183,6 +183,34 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
     return "\n".join(lines)
 
 
+def read_mergeable(
+    paths: Sequence[str | Path],
+    free: Sequence[str],
+    keys: Callable[[dict[str, Any]], Sequence[tuple]],
+    what: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[tuple, Path]]:
+    """Read benchmark results to summarise together, refusing what cannot be merged.
+
+    Every file must agree on its ``settings`` except the keys in ``free``, and no unit of work
+    (``keys(result)``, e.g. a (weight, seed) arm) may be in two files; otherwise the process
+    exits with a message naming the file. Returns the results, the shared settings and, per
+    key, the file it came from.
+    """
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    first = {k: v for k, v in results[0]["settings"].items() if k not in free}
+    seen: dict[tuple, Path] = {}
+    for path, result in zip(paths, results, strict=True):
+        other = {k: v for k, v in result["settings"].items() if k not in free}
+        if other != first:
+            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise SystemExit(f"{path} was run with other settings ({', '.join(diff)}); not merged.")
+        for key in keys(result):
+            if key in seen:
+                raise SystemExit(f"The {what} {key} is in both {seen[key]} and {path}; not merged.")
+            seen[key] = Path(path)
+    return results, first, seen
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON, creating parent folders.
 

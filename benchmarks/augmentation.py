@@ -42,7 +42,6 @@ Run ``python benchmarks/augmentation.py --help``; ``--smoke`` is a one-minute ch
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,7 +64,7 @@ from _augment_score import (  # noqa: E402
     marker_rows,
     summarise,
 )
-from _common import environment, quiet, resolve_device, write_json  # noqa: E402
+from _common import environment, quiet, read_mergeable, resolve_device, write_json  # noqa: E402
 from quality import BLADDER_FILE, read_bladder  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
@@ -401,20 +400,12 @@ def merge(paths: Sequence[Path], args: argparse.Namespace) -> dict[str, Any]:
     (set, type, ``n_rare``, seed) cut may appear twice. Incomplete runs contribute the cuts
     they finished; the merged summary is complete when every run is.
     """
-    runs = [json.loads(Path(p).read_text()) for p in paths]
-    first = {k: v for k, v in runs[0]["settings"].items() if k not in MERGE_FREE}
-    for path, run in zip(paths, runs, strict=True):
-        other = {k: v for k, v in run["settings"].items() if k not in MERGE_FREE}
-        if other != first:
-            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
-            raise SystemExit(f"{path} was run with other settings ({', '.join(diff)}); not merged.")
-    seen: dict[tuple, Path] = {}
-    for path, run in zip(paths, runs, strict=True):
-        for cut in run["per_cut"]:
-            key = (cut["set"], cut["type"], cut["n_rare"], cut["seed"])
-            if key in seen:
-                raise SystemExit(f"The cut {key} is in both {seen[key]} and {path}; not merged.")
-            seen[key] = path
+    runs, first, seen = read_mergeable(
+        paths,
+        MERGE_FREE,
+        lambda run: [(c["set"], c["type"], c["n_rare"], c["seed"]) for c in run["per_cut"]],
+        "cut",
+    )
     merged = argparse.Namespace(**{**first, **{k: getattr(args, k) for k in MERGE_FREE}})
     merged.merge = [str(p) for p in paths]
     merged.seeds = sorted({key[3] for key in seen})

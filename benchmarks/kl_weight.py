@@ -43,7 +43,6 @@ Run ``python benchmarks/kl_weight.py --help``; ``--smoke`` is a seconds-long che
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -57,7 +56,14 @@ import scvi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, quiet, resolve_device, t_interval, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    environment,
+    quiet,
+    read_mergeable,
+    resolve_device,
+    t_interval,
+    write_json,
+)
 from discriminator import _mix, _with_counts, sd_ratios  # noqa: E402
 
 import sc_sed  # noqa: E402
@@ -230,21 +236,10 @@ def merge(paths: Sequence[Path], out: Path, weights: Sequence[float] | None) -> 
     (weight, seed) arm may be in two of them. ``weights`` orders the summary (its first is
     the reference); by default the files' weights in order of first appearance.
     """
-    results = [json.loads(Path(p).read_text()) for p in paths]
-    first = {k: v for k, v in results[0]["settings"].items() if k not in MERGE_FREE}
-    runs: list[dict] = []
-    seen: dict[tuple[float, int], Path] = {}
-    for path, res in zip(paths, results, strict=True):
-        other = {k: v for k, v in res["settings"].items() if k not in MERGE_FREE}
-        if other != first:
-            diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
-            raise SystemExit(f"{path} was run with other settings ({', '.join(diff)}); not merged.")
-        for run in res["runs"]:
-            key = (run["kl_weight"], run["seed"])
-            if key in seen:
-                raise SystemExit(f"The arm {key} is in both {seen[key]} and {path}; not merged.")
-            seen[key] = path
-            runs.append(run)
+    results, first, _ = read_mergeable(
+        paths, MERGE_FREE, lambda res: [(r["kl_weight"], r["seed"]) for r in res["runs"]], "arm"
+    )
+    runs = [run for res in results for run in res["runs"]]
     order = list(weights) if weights else list(dict.fromkeys(r["kl_weight"] for r in runs))
     table = summarise(runs, order)
     result = {
